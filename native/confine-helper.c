@@ -1,2 +1,917 @@
-/* Replaced by the real helper in the next commit. */
-int main(void) { return 125; }
+/* confine-helper: carries out a sandbox plan between clone() and execve().
+ *
+ * Confine's C# side decides everything and writes it as a plan (see plan.h). This program only
+ * acts on it, in a fixed order, and reports each failure as data on the report socket. It runs as
+ * three processes:
+ *
+ *   outer    in the caller's namespaces. Reads the plan, clones the init into new namespaces,
+ *            writes its id maps and cgroup membership, then waits for it or for the caller's
+ *            death (EOF on the lifeline), in which case it kills the init.
+ *   init     PID 1 of the new PID namespace. Builds the root filesystem, pivots into it, forks the
+ *            command, reaps every orphan and reports the command's wait status and usage. When it
+ *            exits, the kernel kills whatever is left in the namespace.
+ *   command  drops every privilege, loads the seccomp filter last, and executes the program.
+ *
+ * Descriptors at start: 0-2 the command's stdio, FD_PLAN the plan, FD_REPORT a SOCK_SEQPACKET
+ * socket for reports, FD_LIFELINE the read end of a pipe whose write end only the caller holds.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "plan.h"
+
+#define STAGING_NEW_ROOT "/newroot"
+#define STAGING_OLD_ROOT "/oldroot"
+#define MAX_PATH 4096
+#define MAX_MOUNTS 256
+#define MAX_ARGS 4096
+#define MAX_PROCS_FILES 16
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef SECBIT_NOROOT
+#define SECBIT_NOROOT (1 << 0)
+#define SECBIT_NOROOT_LOCKED (1 << 1)
+#define SECBIT_NO_SETUID_FIXUP (1 << 2)
+#define SECBIT_NO_SETUID_FIXUP_LOCKED (1 << 3)
+#define SECBIT_KEEP_CAPS_LOCKED (1 << 5)
+#endif
+
+struct mount_entry {
+  struct plan_mount head;
+  int source_fd; /* bind sources, opened by the outer process before the clone */
+  const char *source;
+  const char *target;
+  const char *data;
+};
+
+struct plan {
+  uint32_t clone_flags;
+  const char *uid_map;
+  const char *gid_map;
+  bool setgroups_deny;
+  const char *procs_files[MAX_PROCS_FILES];
+  size_t procs_count;
+  const char *base_dir;
+  const char *rootfs_options;
+  struct mount_entry mounts[MAX_MOUNTS];
+  size_t mount_count;
+  const char *hostname;
+  bool loopback_up;
+  const char *workdir;
+  char *argv[MAX_ARGS + 1];
+  size_t argc;
+  char *envp[MAX_ARGS + 1];
+  size_t envc;
+  struct plan_rlimit rlimits[RLIM_NLIMITS];
+  size_t rlimit_count;
+  struct plan_user user;
+  bool nested_userns;
+  uint32_t seccomp_flags;
+  const struct sock_filter *seccomp_program;
+  size_t seccomp_length;
+};
+
+static struct plan plan;
+
+/* ---- Reporting ------------------------------------------------------------------------------ */
+
+static int64_t monotonic_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void send_report(const struct report *r) {
+  /* A lost report would turn a clear error into a vague one, but there is nobody left to tell if
+   * the socket itself is gone, so the result is deliberately ignored. */
+  ssize_t ignored = send(FD_REPORT, r, sizeof *r, MSG_NOSIGNAL);
+  (void)ignored;
+}
+
+/* Reports a failed step with errno `err` and ends this process. Every failure path ends here. */
+__attribute__((noreturn, format(printf, 3, 4))) static void
+fail(enum step step, int err, const char *format, ...) {
+  struct report r = { .type = REPORT_ERROR, .step = step, .err = err, .time_ns = monotonic_ns() };
+  va_list args;
+  va_start(args, format);
+  vsnprintf(r.detail, sizeof r.detail, format, args);
+  va_end(args);
+  send_report(&r);
+  _exit(125);
+}
+
+/* ---- Plan parsing --------------------------------------------------------------------------- */
+
+static const char *plan_string(const uint8_t *payload, uint32_t length, const char *what) {
+  if (length == 0 || payload[length - 1] != '\0')
+    fail(STEP_READ_PLAN, EINVAL, "%s is not a NUL-terminated string", what);
+  return (const char *)payload;
+}
+
+static void parse_mount(const uint8_t *payload, uint32_t length) {
+  if (plan.mount_count == MAX_MOUNTS)
+    fail(STEP_READ_PLAN, E2BIG, "more than %d mounts", MAX_MOUNTS);
+  if (length < sizeof(struct plan_mount))
+    fail(STEP_READ_PLAN, EINVAL, "short mount record");
+
+  struct mount_entry *m = &plan.mounts[plan.mount_count++];
+  memcpy(&m->head, payload, sizeof m->head);
+
+  /* Three NUL-terminated strings follow: source, target, data. */
+  const char *strings[3];
+  const uint8_t *p = payload + sizeof m->head;
+  const uint8_t *end = payload + length;
+  for (int i = 0; i < 3; i++) {
+    const uint8_t *nul = memchr(p, '\0', (size_t)(end - p));
+    if (nul == NULL)
+      fail(STEP_READ_PLAN, EINVAL, "mount record %zu is malformed", plan.mount_count);
+    strings[i] = (const char *)p;
+    p = nul + 1;
+  }
+  m->source = strings[0];
+  m->target = strings[1];
+  m->data = strings[2];
+}
+
+static void parse_plan(const uint8_t *buffer, size_t size) {
+  uint32_t header[2];
+  if (size < sizeof header)
+    fail(STEP_READ_PLAN, EINVAL, "plan is %zu bytes, shorter than its header", size);
+  memcpy(header, buffer, sizeof header);
+  if (header[0] != PLAN_MAGIC)
+    fail(STEP_READ_PLAN, EINVAL, "plan has a bad magic number 0x%08x", header[0]);
+  if (header[1] != PLAN_VERSION)
+    fail(STEP_READ_PLAN, EPROTO, "plan version %u, this helper reads version %u", header[1],
+         PLAN_VERSION);
+
+  size_t offset = sizeof header;
+  while (offset < size) {
+    uint32_t record[2];
+    if (size - offset < sizeof record)
+      fail(STEP_READ_PLAN, EINVAL, "truncated record header at offset %zu", offset);
+    memcpy(record, buffer + offset, sizeof record);
+    offset += sizeof record;
+    uint32_t type = record[0], length = record[1];
+    if (length > size - offset)
+      fail(STEP_READ_PLAN, EINVAL, "record %u at offset %zu overruns the plan", type, offset);
+    const uint8_t *payload = buffer + offset;
+    offset += length;
+
+    switch (type) {
+    case PLAN_CLONE_FLAGS:
+      if (length != sizeof plan.clone_flags)
+        fail(STEP_READ_PLAN, EINVAL, "clone flags record has length %u", length);
+      memcpy(&plan.clone_flags, payload, sizeof plan.clone_flags);
+      break;
+    case PLAN_UID_MAP: plan.uid_map = plan_string(payload, length, "uid map"); break;
+    case PLAN_GID_MAP: plan.gid_map = plan_string(payload, length, "gid map"); break;
+    case PLAN_SETGROUPS_DENY: plan.setgroups_deny = true; break;
+    case PLAN_CGROUP_PROCS:
+      if (plan.procs_count == MAX_PROCS_FILES)
+        fail(STEP_READ_PLAN, E2BIG, "more than %d cgroup.procs files", MAX_PROCS_FILES);
+      plan.procs_files[plan.procs_count++] = plan_string(payload, length, "cgroup.procs path");
+      break;
+    case PLAN_BASE_DIR: plan.base_dir = plan_string(payload, length, "base directory"); break;
+    case PLAN_ROOTFS: plan.rootfs_options = plan_string(payload, length, "rootfs options"); break;
+    case PLAN_MOUNT: parse_mount(payload, length); break;
+    case PLAN_HOSTNAME: plan.hostname = plan_string(payload, length, "hostname"); break;
+    case PLAN_LOOPBACK_UP: plan.loopback_up = true; break;
+    case PLAN_WORKDIR: plan.workdir = plan_string(payload, length, "working directory"); break;
+    case PLAN_ARG:
+      if (plan.argc == MAX_ARGS)
+        fail(STEP_READ_PLAN, E2BIG, "more than %d arguments", MAX_ARGS);
+      plan.argv[plan.argc++] = (char *)plan_string(payload, length, "argument");
+      break;
+    case PLAN_ENV:
+      if (plan.envc == MAX_ARGS)
+        fail(STEP_READ_PLAN, E2BIG, "more than %d environment entries", MAX_ARGS);
+      plan.envp[plan.envc++] = (char *)plan_string(payload, length, "environment entry");
+      break;
+    case PLAN_RLIMIT:
+      if (length != sizeof(struct plan_rlimit) || plan.rlimit_count == RLIM_NLIMITS)
+        fail(STEP_READ_PLAN, EINVAL, "bad rlimit record");
+      memcpy(&plan.rlimits[plan.rlimit_count++], payload, sizeof(struct plan_rlimit));
+      break;
+    case PLAN_USER:
+      if (length != sizeof plan.user)
+        fail(STEP_READ_PLAN, EINVAL, "bad user record");
+      memcpy(&plan.user, payload, sizeof plan.user);
+      break;
+    case PLAN_NESTED_USERNS: plan.nested_userns = true; break;
+    case PLAN_SECCOMP:
+      if (length < sizeof(uint32_t) || (length - sizeof(uint32_t)) % sizeof(struct sock_filter))
+        fail(STEP_READ_PLAN, EINVAL, "seccomp record has length %u", length);
+      memcpy(&plan.seccomp_flags, payload, sizeof(uint32_t));
+      plan.seccomp_program = (const struct sock_filter *)(payload + sizeof(uint32_t));
+      plan.seccomp_length = (length - sizeof(uint32_t)) / sizeof(struct sock_filter);
+      break;
+    default:
+      fail(STEP_READ_PLAN, EPROTO, "unknown record type %u", type);
+    }
+  }
+
+  if (plan.argc == 0)
+    fail(STEP_READ_PLAN, EINVAL, "plan has no command");
+  if (plan.base_dir == NULL || plan.rootfs_options == NULL || plan.workdir == NULL)
+    fail(STEP_READ_PLAN, EINVAL, "plan lacks its base directory, rootfs or working directory");
+}
+
+static uint8_t *read_plan(size_t *size) {
+  struct stat st;
+  if (fstat(FD_PLAN, &st) < 0)
+    fail(STEP_READ_PLAN, errno, "fstat of the plan descriptor");
+  if (st.st_size <= 0 || st.st_size > (64 << 20))
+    fail(STEP_READ_PLAN, EINVAL, "plan size %lld", (long long)st.st_size);
+
+  /* The buffer lives as long as the process: every string in `plan` points into it. */
+  uint8_t *buffer = malloc((size_t)st.st_size);
+  if (buffer == NULL)
+    fail(STEP_READ_PLAN, ENOMEM, "plan buffer");
+  size_t done = 0;
+  while (done < (size_t)st.st_size) {
+    ssize_t n = pread(FD_PLAN, buffer + done, (size_t)st.st_size - done, (off_t)done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      fail(STEP_READ_PLAN, n < 0 ? errno : EIO, "reading the plan");
+    done += (size_t)n;
+  }
+  close(FD_PLAN);
+  *size = done;
+  return buffer;
+}
+
+/* ---- Small file helpers --------------------------------------------------------------------- */
+
+static int write_file(const char *path, const char *content) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  size_t length = strlen(content);
+  ssize_t n = write(fd, content, length);
+  int saved = errno;
+  close(fd);
+  if (n != (ssize_t)length) {
+    errno = n < 0 ? saved : EIO;
+    return -1;
+  }
+  return 0;
+}
+
+/* Creates every missing directory of `path`, like mkdir -p. */
+static int make_directories(const char *path, mode_t mode) {
+  char buffer[MAX_PATH];
+  if (snprintf(buffer, sizeof buffer, "%s", path) >= (int)sizeof buffer) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  for (char *p = buffer + 1; *p != '\0'; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(buffer, mode) < 0 && errno != EEXIST)
+      return -1;
+    *p = '/';
+  }
+  if (mkdir(buffer, mode) < 0 && errno != EEXIST)
+    return -1;
+  return 0;
+}
+
+/* Creates the mount point for a file bind: its parent directories and an empty file. */
+static int make_file(const char *path) {
+  char parent[MAX_PATH];
+  snprintf(parent, sizeof parent, "%s", path);
+  char *slash = strrchr(parent, '/');
+  if (slash != NULL && slash != parent) {
+    *slash = '\0';
+    if (make_directories(parent, 0755) < 0)
+      return -1;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+  if (fd < 0 && errno != EEXIST && errno != EISDIR)
+    return -1;
+  if (fd >= 0)
+    close(fd);
+  return 0;
+}
+
+/* ---- Mounts --------------------------------------------------------------------------------- */
+
+/* The flags of the mount at `path` that an unprivileged remount must keep. The kernel locks the
+ * nosuid, nodev, noexec and atime flags of mounts inherited from a more privileged namespace, and
+ * a remount that drops one fails with EPERM. */
+static unsigned long locked_flags(const char *path) {
+  struct statvfs sv;
+  if (statvfs(path, &sv) < 0)
+    return 0;
+  unsigned long flags = 0;
+  if (sv.f_flag & ST_NOSUID) flags |= MS_NOSUID;
+  if (sv.f_flag & ST_NODEV) flags |= MS_NODEV;
+  if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+  if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  return flags;
+}
+
+static int remount_bind(const char *path, unsigned long flags) {
+  return mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | flags | locked_flags(path), NULL);
+}
+
+static void join_path(char *out, const char *prefix, const char *path) {
+  if (snprintf(out, MAX_PATH, "%s%s", prefix, path) >= MAX_PATH)
+    fail(STEP_MOUNT, ENAMETOOLONG, "%s", path);
+}
+
+static void mount_bind(const struct mount_entry *m, const char *target) {
+  if (m->source_fd < 0)
+    return; /* an optional source that the host lacks */
+  struct stat st;
+  if (fstat(m->source_fd, &st) < 0)
+    fail(STEP_MOUNT, errno, "bind source %s", m->source);
+
+  /* The source is reached through the descriptor the init opened before it took its sandbox
+   * ids: those ids may not be allowed to look the path up. */
+  char source[64];
+  snprintf(source, sizeof source, STAGING_OLD_ROOT "/proc/self/fd/%d", m->source_fd);
+  if ((S_ISDIR(st.st_mode) ? make_directories(target, 0755) : make_file(target)) < 0)
+    fail(STEP_MOUNT, errno, "mount point %s", m->target);
+  if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+    fail(STEP_MOUNT, errno, "bind %s to %s", m->source, m->target);
+
+  unsigned long flags = MS_NOSUID;
+  if (!(m->head.flags & MOUNT_FLAG_WRITABLE))
+    flags |= MS_RDONLY;
+  if (!(m->head.flags & MOUNT_FLAG_DEVICES))
+    flags |= MS_NODEV;
+  if (remount_bind(target, flags) < 0)
+    fail(STEP_MOUNT, errno, "remount of %s with its restrictions", m->target);
+}
+
+static void mount_mask(const struct mount_entry *m, const char *target) {
+  struct stat st;
+  if (lstat(target, &st) < 0) {
+    if (errno == ENOENT)
+      return; /* nothing to hide */
+    fail(STEP_MOUNT, errno, "mask %s", m->target);
+  }
+  if (S_ISDIR(st.st_mode)) {
+    if (mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "size=4k,nr_inodes=1,mode=0555") < 0)
+      fail(STEP_MOUNT, errno, "mask directory %s", m->target);
+    return;
+  }
+  if (mount(STAGING_OLD_ROOT "/dev/null", target, NULL, MS_BIND, NULL) < 0)
+    fail(STEP_MOUNT, errno, "mask file %s", m->target);
+  if (remount_bind(target, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
+    fail(STEP_MOUNT, errno, "remount of the mask on %s", m->target);
+}
+
+static void apply_mount(const struct mount_entry *m) {
+  char target[MAX_PATH];
+  join_path(target, STAGING_NEW_ROOT, m->target);
+
+  switch (m->head.op) {
+  case MOUNT_OP_BIND:
+    mount_bind(m, target);
+    break;
+  case MOUNT_OP_TMPFS:
+    if (make_directories(target, 0755) < 0)
+      fail(STEP_MOUNT, errno, "mount point %s", m->target);
+    if (mount("tmpfs", target, "tmpfs", (unsigned long)m->head.mount_flags, m->data) < 0)
+      fail(STEP_MOUNT, errno, "tmpfs on %s (%s)", m->target, m->data);
+    break;
+  case MOUNT_OP_PROC:
+    if (make_directories(target, 0555) < 0)
+      fail(STEP_MOUNT, errno, "mount point %s", m->target);
+    if (mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+      fail(STEP_MOUNT, errno, "proc on %s", m->target);
+    break;
+  case MOUNT_OP_SYMLINK:
+    if (symlink(m->source, target) < 0 && errno != EEXIST)
+      fail(STEP_MOUNT, errno, "symlink %s -> %s", m->target, m->source);
+    break;
+  case MOUNT_OP_MKDIR:
+    if (make_directories(target, 0755) < 0)
+      fail(STEP_MOUNT, errno, "directory %s", m->target);
+    break;
+  case MOUNT_OP_MASK:
+    mount_mask(m, target);
+    break;
+  case MOUNT_OP_READONLY:
+    if (mount(target, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+      fail(STEP_MOUNT, errno, "bind of %s onto itself", m->target);
+    if (remount_bind(target, MS_RDONLY | MS_NOSUID | MS_NODEV) < 0)
+      fail(STEP_MOUNT, errno, "read-only remount of %s", m->target);
+    break;
+  default:
+    fail(STEP_MOUNT, EPROTO, "unknown mount operation %u", m->head.op);
+  }
+}
+
+/* A recursive bind carries the source's submounts along with their own flags, so a read-only
+ * bind of a tree with a writable submount would leave that submount writable. This pass remounts
+ * every mount beneath a read-only bind read-only as well. */
+static bool is_readonly_bind_target(const char *mount_point) {
+  const struct mount_entry *owner = NULL;
+  size_t owner_length = 0;
+  size_t prefix_length = strlen(STAGING_NEW_ROOT);
+  if (strncmp(mount_point, STAGING_NEW_ROOT, prefix_length) != 0)
+    return false;
+  const char *inside = mount_point + prefix_length;
+
+  for (size_t i = 0; i < plan.mount_count; i++) {
+    const struct mount_entry *m = &plan.mounts[i];
+    size_t length = strlen(m->target);
+    if (m->head.op != MOUNT_OP_BIND && m->head.op != MOUNT_OP_READONLY &&
+        m->head.op != MOUNT_OP_TMPFS && m->head.op != MOUNT_OP_PROC)
+      continue;
+    if (strncmp(inside, m->target, length) != 0 || (inside[length] != '/' && length != 1))
+      continue;
+    if (length > owner_length) {
+      owner = m;
+      owner_length = length;
+    }
+  }
+  if (owner == NULL)
+    return false;
+  if (owner->head.op == MOUNT_OP_READONLY)
+    return true;
+  return owner->head.op == MOUNT_OP_BIND && !(owner->head.flags & MOUNT_FLAG_WRITABLE);
+}
+
+static void readonly_submounts(void) {
+  FILE *f = fopen(STAGING_OLD_ROOT "/proc/self/mountinfo", "re");
+  if (f == NULL)
+    fail(STEP_SUBMOUNTS_READONLY, errno, "open of /proc/self/mountinfo");
+  char line[MAX_PATH + 512];
+  while (fgets(line, sizeof line, f) != NULL) {
+    /* Fields: id parent major:minor root mount-point options ... */
+    char mount_point[MAX_PATH];
+    if (sscanf(line, "%*d %*d %*s %*s %4095s", mount_point) != 1)
+      continue;
+    if (strchr(mount_point, '\\') != NULL)
+      continue; /* escaped characters: not a path Confine created */
+    if (!is_readonly_bind_target(mount_point))
+      continue;
+    if (remount_bind(mount_point, MS_RDONLY | MS_NOSUID | MS_NODEV) < 0 && errno != EINVAL)
+      fail(STEP_SUBMOUNTS_READONLY, errno, "read-only remount of %s",
+           mount_point + strlen(STAGING_NEW_ROOT));
+  }
+  fclose(f);
+}
+
+/* Builds the sandbox's root in a staging tmpfs, then makes it the root and drops the host's. */
+static void build_root(void) {
+  /* Nothing done here may propagate back to the host's mount namespace. */
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+    fail(STEP_MOUNT_PRIVATE, errno, "making / private");
+
+  /* A staging tmpfs holds the new root and, after the first pivot, the old one: host paths are
+   * then reached as /oldroot/PATH whatever the new root shadows. */
+  if (mount("tmpfs", plan.base_dir, "tmpfs", MS_NOSUID | MS_NODEV, "size=16k,nr_inodes=16,mode=0700") < 0)
+    fail(STEP_STAGING, errno, "tmpfs on %s", plan.base_dir);
+  if (chdir(plan.base_dir) < 0)
+    fail(STEP_STAGING, errno, "chdir to %s", plan.base_dir);
+  if (mkdir("newroot", 0755) < 0 || mkdir("oldroot", 0755) < 0)
+    fail(STEP_STAGING, errno, "staging directories");
+  if (syscall(SYS_pivot_root, ".", "oldroot") < 0)
+    fail(STEP_STAGING, errno, "pivot_root into the staging tmpfs");
+  if (chdir("/") < 0)
+    fail(STEP_STAGING, errno, "chdir to the staging root");
+
+  if (mount("tmpfs", STAGING_NEW_ROOT, "tmpfs", MS_NOSUID | MS_NODEV, plan.rootfs_options) < 0)
+    fail(STEP_ROOTFS, errno, "tmpfs root (%s)", plan.rootfs_options);
+
+  for (size_t i = 0; i < plan.mount_count; i++)
+    apply_mount(&plan.mounts[i]);
+  readonly_submounts();
+
+  /* pivot_root(".", ".") stacks the staging root on top of the new one; detaching it takes the
+   * old root with it, so no host path stays reachable. */
+  if (chdir(STAGING_NEW_ROOT) < 0)
+    fail(STEP_PIVOT_ROOT, errno, "chdir to the new root");
+  if (syscall(SYS_pivot_root, ".", ".") < 0)
+    fail(STEP_PIVOT_ROOT, errno, "pivot_root into the new root");
+  if (umount2(".", MNT_DETACH) < 0)
+    fail(STEP_PIVOT_ROOT, errno, "detaching the old root");
+  if (chdir("/") < 0)
+    fail(STEP_PIVOT_ROOT, errno, "chdir to /");
+
+  if (remount_bind("/", MS_RDONLY | MS_NOSUID | MS_NODEV) < 0)
+    fail(STEP_ROOT_READONLY, errno, "read-only remount of /");
+}
+
+static void bring_up_loopback(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    fail(STEP_LOOPBACK, errno, "socket for lo");
+  struct ifreq ifr = { 0 };
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+    fail(STEP_LOOPBACK, errno, "SIOCGIFFLAGS on lo");
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+    fail(STEP_LOOPBACK, errno, "SIOCSIFFLAGS on lo");
+  close(fd);
+}
+
+/* ---- The command ---------------------------------------------------------------------------- */
+
+/* Gives the command its own user namespace in which only its ids exist. An ordinary user can map
+ * a single id, which the init needs as root to build the filesystem; this second namespace maps
+ * the command's requested ids onto that one. */
+static void enter_nested_userns(void) {
+  if (unshare(CLONE_NEWUSER) < 0)
+    fail(STEP_NESTED_USERNS, errno, "unshare(CLONE_NEWUSER)");
+  char map[64];
+  if (write_file("/proc/self/setgroups", "deny") < 0)
+    fail(STEP_NESTED_USERNS, errno, "/proc/self/setgroups");
+  snprintf(map, sizeof map, "%u 0 1\n", plan.user.uid);
+  if (write_file("/proc/self/uid_map", map) < 0)
+    fail(STEP_NESTED_USERNS, errno, "/proc/self/uid_map");
+  snprintf(map, sizeof map, "%u 0 1\n", plan.user.gid);
+  if (write_file("/proc/self/gid_map", map) < 0)
+    fail(STEP_NESTED_USERNS, errno, "/proc/self/gid_map");
+}
+
+static void drop_capabilities(void) {
+  /* With no root exception and an empty bounding set, no later execve (of a setuid binary, a
+   * binary with file capabilities, or anything as uid 0) can give a capability back. */
+  if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                                   SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED) < 0)
+    fail(STEP_DROP_BOUNDING, errno, "PR_SET_SECUREBITS");
+  for (int cap = 0; prctl(PR_CAPBSET_READ, cap) >= 0; cap++) {
+    if (prctl(PR_CAPBSET_DROP, cap) < 0)
+      fail(STEP_DROP_BOUNDING, errno, "PR_CAPBSET_DROP %d", cap);
+  }
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+    fail(STEP_DROP_BOUNDING, errno, "PR_CAP_AMBIENT_CLEAR_ALL");
+}
+
+static void clear_capability_sets(void) {
+  struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+  struct __user_cap_data_struct data[2] = { { 0 } };
+  if (syscall(SYS_capset, &header, data) < 0)
+    fail(STEP_DROP_CAPS, errno, "capset to empty sets");
+}
+
+static void switch_user(void) {
+  if (!plan.setgroups_deny && !plan.nested_userns && setgroups(0, NULL) < 0)
+    fail(STEP_SETGID, errno, "setgroups([])");
+  gid_t gid = plan.user.gid;
+  uid_t uid = plan.user.uid;
+  if (setresgid(gid, gid, gid) < 0)
+    fail(STEP_SETGID, errno, "setresgid(%u)", gid);
+  if (setresuid(uid, uid, uid) < 0)
+    fail(STEP_SETUID, errno, "setresuid(%u)", uid);
+}
+
+static const char *find_env(const char *name) {
+  size_t length = strlen(name);
+  for (size_t i = 0; i < plan.envc; i++) {
+    if (strncmp(plan.envp[i], name, length) == 0 && plan.envp[i][length] == '=')
+      return plan.envp[i] + length + 1;
+  }
+  return NULL;
+}
+
+/* Runs argv[0], searched in the plan's PATH when it has no slash, as execvp does; returns the most
+ * telling errno when nothing could run. */
+static int exec_command(void) {
+  const char *name = plan.argv[0];
+  if (strchr(name, '/') != NULL) {
+    execve(name, plan.argv, plan.envp);
+    return errno;
+  }
+
+  const char *path = find_env("PATH");
+  if (path == NULL)
+    path = "/usr/bin:/bin";
+  int result = ENOENT;
+  for (const char *p = path;; p++) {
+    const char *end = strchrnul(p, ':');
+    char candidate[MAX_PATH];
+    int length = snprintf(candidate, sizeof candidate, "%.*s/%s", (int)(end - p), p, name);
+    if (length > 0 && length < (int)sizeof candidate) {
+      execve(candidate, plan.argv, plan.envp);
+      if (errno == EACCES || errno == ENOEXEC || errno == ETXTBSY)
+        result = errno; /* found but not runnable: a better report than ENOENT */
+      else if (errno != ENOENT && errno != ENOTDIR && result == ENOENT)
+        result = errno;
+    }
+    if (*end == '\0')
+      break;
+    p = end;
+  }
+  return result;
+}
+
+static void load_seccomp(void) {
+  if (plan.seccomp_program == NULL)
+    return;
+  struct sock_fprog program = {
+    .len = (unsigned short)plan.seccomp_length,
+    .filter = (struct sock_filter *)plan.seccomp_program,
+  };
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, plan.seccomp_flags, &program) < 0)
+    fail(STEP_SECCOMP, errno, "seccomp(SECCOMP_SET_MODE_FILTER)");
+}
+
+__attribute__((noreturn)) static void run_command(void) {
+  /* Restore what the init changed: the command starts with default signal handling. */
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int sig = 1; sig < NSIG; sig++)
+    signal(sig, SIG_DFL);
+
+  /* A new session has no controlling terminal, so TIOCSTI cannot reach the caller's. */
+  if (setsid() < 0)
+    fail(STEP_SETSID, errno, "setsid");
+  if (plan.nested_userns)
+    enter_nested_userns();
+
+  for (size_t i = 0; i < plan.rlimit_count; i++) {
+    struct rlimit limit = { .rlim_cur = plan.rlimits[i].soft, .rlim_max = plan.rlimits[i].hard };
+    if (setrlimit((int)plan.rlimits[i].resource, &limit) < 0)
+      fail(STEP_RLIMIT, errno, "setrlimit(%u, %llu, %llu)", plan.rlimits[i].resource,
+           (unsigned long long)plan.rlimits[i].soft, (unsigned long long)plan.rlimits[i].hard);
+  }
+
+  drop_capabilities();
+  switch_user();
+  clear_capability_sets();
+
+  if (chdir(plan.workdir) < 0)
+    fail(STEP_WORKDIR, errno, "working directory %s", plan.workdir);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+    fail(STEP_NO_NEW_PRIVS, errno, "PR_SET_NO_NEW_PRIVS");
+
+  /* Only 0-2 may cross execve; the report socket must not, or the command could forge reports. */
+  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+    fail(STEP_EXEC, errno, "close_range");
+
+  struct report r = { .type = REPORT_EXEC, .time_ns = monotonic_ns(), .pid = getpid() };
+  send_report(&r);
+
+  load_seccomp();
+  int err = exec_command();
+  fail(STEP_EXEC, err, "%s", plan.argv[0]);
+}
+
+/* ---- The init ------------------------------------------------------------------------------- */
+
+static void forward_signal(pid_t command, int sig) {
+  /* The command leads its own session and process group; the group gets the signal so a shell's
+   * children see it too. */
+  if (kill(-command, sig) < 0)
+    kill(command, sig);
+}
+
+__attribute__((noreturn)) static void supervise(pid_t command, int signal_fd) {
+  for (;;) {
+    struct signalfd_siginfo info;
+    ssize_t n = read(signal_fd, &info, sizeof info);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n != (ssize_t)sizeof info)
+      fail(STEP_SUPERVISE, n < 0 ? errno : EIO, "signalfd read");
+
+    if (info.ssi_signo != SIGCHLD) {
+      forward_signal(command, (int)info.ssi_signo);
+      continue;
+    }
+
+    /* Reap every child that has ended: the command, and orphans that were reparented here. */
+    for (;;) {
+      int status;
+      pid_t pid = waitpid(-1, &status, WNOHANG);
+      if (pid <= 0)
+        break;
+      if (pid != command)
+        continue;
+
+      struct rusage usage;
+      getrusage(RUSAGE_CHILDREN, &usage);
+      struct report r = {
+        .type = REPORT_EXIT,
+        .status = status,
+        .time_ns = monotonic_ns(),
+        .pid = pid,
+        .utime_us = (int64_t)usage.ru_utime.tv_sec * 1000000 + usage.ru_utime.tv_usec,
+        .stime_us = (int64_t)usage.ru_stime.tv_sec * 1000000 + usage.ru_stime.tv_usec,
+        .maxrss_kb = usage.ru_maxrss,
+      };
+      send_report(&r);
+      /* Leaving ends the namespace: the kernel kills every process still in it. */
+      _exit(0);
+    }
+  }
+}
+
+static void open_bind_sources(void) {
+  for (size_t i = 0; i < plan.mount_count; i++) {
+    struct mount_entry *m = &plan.mounts[i];
+    m->source_fd = -1;
+    if (m->head.op != MOUNT_OP_BIND)
+      continue;
+    m->source_fd = open(m->source, O_PATH | O_CLOEXEC);
+    if (m->source_fd < 0 && !(errno == ENOENT && (m->head.flags & MOUNT_FLAG_OPTIONAL)))
+      fail(STEP_MOUNT, errno, "bind source %s", m->source);
+  }
+}
+
+__attribute__((noreturn)) static void run_init(int go_fd) {
+  /* The outer process is single-threaded, so the death signal fires exactly when it dies. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    fail(STEP_WAIT_PARENT, errno, "PR_SET_PDEATHSIG");
+  char go;
+  ssize_t n;
+  do
+    n = read(go_fd, &go, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1)
+    _exit(125); /* the outer process failed and has reported why */
+  close(go_fd);
+  close(FD_LIFELINE);
+  if ((plan.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+    fail(STEP_CGROUP_JOIN, errno, "unshare(CLONE_NEWCGROUP)");
+
+  /* Opened while the init still has the caller's host ids, so the lookups use the caller's own
+   * access to the paths, and in the new mount namespace, whose mounts a bind may copy. */
+  open_bind_sources();
+
+  /* The init still carries the caller's host ids, which the new namespace may not map. Becoming
+   * the namespace's own root gives files it creates a valid owner; the capabilities it was
+   * given with the namespace stay. */
+  if (!plan.setgroups_deny && setgroups(0, NULL) < 0)
+    fail(STEP_SETGID, errno, "setgroups([]) in init");
+  if (setresgid(0, 0, 0) < 0)
+    fail(STEP_SETGID, errno, "setresgid(0) in init");
+  if (setresuid(0, 0, 0) < 0)
+    fail(STEP_SETUID, errno, "setresuid(0) in init");
+
+  /* Nothing inside may read the init's memory or its /proc files. */
+  prctl(PR_SET_DUMPABLE, 0);
+  if (setsid() < 0)
+    fail(STEP_SETSID, errno, "setsid in init");
+
+  build_root();
+  if (plan.hostname != NULL && sethostname(plan.hostname, strlen(plan.hostname)) < 0)
+    fail(STEP_HOSTNAME, errno, "sethostname(%s)", plan.hostname);
+  if (plan.loopback_up)
+    bring_up_loopback();
+
+  sigset_t handled;
+  sigemptyset(&handled);
+  int forwarded[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+  for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    sigaddset(&handled, forwarded[i]);
+  if (sigprocmask(SIG_BLOCK, &handled, NULL) < 0)
+    fail(STEP_SUPERVISE, errno, "sigprocmask");
+  int signal_fd = signalfd(-1, &handled, SFD_CLOEXEC);
+  if (signal_fd < 0)
+    fail(STEP_SUPERVISE, errno, "signalfd");
+
+  pid_t command = fork();
+  if (command < 0)
+    fail(STEP_FORK, errno, "fork of the command");
+  if (command == 0)
+    run_command();
+  supervise(command, signal_fd);
+}
+
+/* ---- The outer process ---------------------------------------------------------------------- */
+
+static void write_id_maps(pid_t init) {
+  char path[64];
+  if (plan.uid_map != NULL) {
+    snprintf(path, sizeof path, "/proc/%d/uid_map", init);
+    if (write_file(path, plan.uid_map) < 0)
+      fail(STEP_UID_MAP, errno, "uid_map '%s'", plan.uid_map);
+  }
+  if (plan.setgroups_deny) {
+    snprintf(path, sizeof path, "/proc/%d/setgroups", init);
+    if (write_file(path, "deny") < 0)
+      fail(STEP_SETGROUPS, errno, "%s", path);
+  }
+  if (plan.gid_map != NULL) {
+    snprintf(path, sizeof path, "/proc/%d/gid_map", init);
+    if (write_file(path, plan.gid_map) < 0)
+      fail(STEP_GID_MAP, errno, "gid_map '%s'", plan.gid_map);
+  }
+}
+
+static void join_cgroups(pid_t init) {
+  char pid_text[24];
+  snprintf(pid_text, sizeof pid_text, "%d", init);
+  for (size_t i = 0; i < plan.procs_count; i++) {
+    if (write_file(plan.procs_files[i], pid_text) < 0)
+      fail(STEP_CGROUP_JOIN, errno, "%s", plan.procs_files[i]);
+  }
+}
+
+/* Waits for the init to end, or for the caller to close the lifeline (it died, or it wants the
+ * sandbox gone), whichever comes first. */
+static int wait_for_init(pid_t init, int pidfd) {
+  bool killed = false;
+  for (;;) {
+    struct pollfd fds[2] = {
+      { .fd = pidfd, .events = POLLIN },
+      { .fd = FD_LIFELINE, .events = killed ? 0 : POLLIN },
+    };
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+      return -1;
+    }
+    if (fds[0].revents & POLLIN)
+      break;
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+      /* The pidfd names this init and no other, so the signal cannot hit a reused pid. */
+      syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+      killed = true;
+    }
+  }
+
+  int status = 0;
+  while (waitpid(init, &status, 0) < 0 && errno == EINTR) {
+  }
+  return status;
+}
+
+int main(void) {
+  size_t size;
+  uint8_t *buffer = read_plan(&size);
+  parse_plan(buffer, size);
+  if (fcntl(FD_REPORT, F_SETFD, FD_CLOEXEC) < 0 || fcntl(FD_LIFELINE, F_SETFD, FD_CLOEXEC) < 0)
+    fail(STEP_READ_PLAN, errno, "report or lifeline descriptor missing");
+
+  int go[2];
+  if (pipe2(go, O_CLOEXEC) < 0)
+    fail(STEP_CLONE, errno, "pipe2");
+
+  /* A plain fork-like clone: the child starts on a copy of this stack, so no stack is passed. */
+  int pidfd = -1;
+  /* The cgroup namespace is entered by the init once it is in its cgroup, so that the sandbox's
+   * own cgroup is the root it sees. */
+  unsigned long flags = (plan.clone_flags & ~(uint32_t)CLONE_NEWCGROUP) | CLONE_PIDFD | SIGCHLD;
+  pid_t init = (pid_t)syscall(SYS_clone, flags,
+                              NULL, &pidfd, NULL, NULL);
+  if (init < 0)
+    fail(STEP_CLONE, errno, "clone with flags 0x%x", plan.clone_flags);
+  if (init == 0) {
+    close(go[1]);
+    run_init(go[0]);
+  }
+  close(go[0]);
+
+  write_id_maps(init);
+  join_cgroups(init);
+  struct report r = { .type = REPORT_INIT_PID, .pid = init, .time_ns = monotonic_ns() };
+  send_report(&r);
+  if (write(go[1], "g", 1) != 1)
+    fail(STEP_CLONE, errno, "releasing the init");
+  close(go[1]);
+
+  int status = wait_for_init(init, pidfd);
+  if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+    struct report gone = { .type = REPORT_INIT_GONE, .status = status, .time_ns = monotonic_ns() };
+    send_report(&gone);
+  }
+  return 0;
+}

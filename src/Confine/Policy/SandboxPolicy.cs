@@ -8,9 +8,6 @@ namespace Confine;
 /// </summary>
 public sealed record SandboxPolicy
 {
-    /// <summary>The policy used when the caller gives none: every namespace, no network, read-only system.</summary>
-    public static SandboxPolicy Default { get; } = new();
-
     /// <summary>The hostname the command sees (UTS namespace).</summary>
     public string Hostname { get; init; } = "sandbox";
 
@@ -80,6 +77,10 @@ public sealed record SandboxPolicy
         new Rlimit(RlimitResource.Core, 0, 0),
         new Rlimit(RlimitResource.NoFile, 1024, 1024),
     ];
+
+    // Declared after the defaults it reads: static initialisers run in textual order.
+    /// <summary>The policy used when the caller gives none: every namespace, no network, read-only system.</summary>
+    public static SandboxPolicy Default { get; } = new();
 }
 
 /// <summary>Network access for a sandbox.</summary>

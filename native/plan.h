@@ -1,0 +1,141 @@
+/* The plan format shared by Confine's C# planner (src/Confine/Plan/PlanWriter.cs) and the helper.
+ *
+ * A plan is a header followed by records, all little-endian, no padding:
+ *
+ *   header:  u32 magic (PLAN_MAGIC), u32 version (PLAN_VERSION)
+ *   record:  u32 type, u32 length, then `length` bytes of payload
+ *
+ * Strings in payloads end with a NUL that `length` counts. The C# side decides everything; records
+ * come in the order the helper must act on them. A record type this version does not know is an
+ * error, never skipped: a plan from a newer Confine must not run half-understood.
+ *
+ * Reports go the other way, one `struct report` per SOCK_SEQPACKET message on the report socket.
+ * The C# mirror of these numbers is src/Confine/Native/HelperProtocol.cs; a test compiles a C
+ * program against this header to check that both agree.
+ */
+#ifndef CONFINE_PLAN_H
+#define CONFINE_PLAN_H
+
+#include <stdint.h>
+
+#define PLAN_MAGIC 0x50464e43u /* "CNFP" */
+#define PLAN_VERSION 1u
+
+/* Descriptors the helper is started with. */
+#define FD_PLAN 3
+#define FD_REPORT 4
+#define FD_LIFELINE 5
+
+enum plan_record_type {
+  PLAN_CLONE_FLAGS = 1,    /* u32: CLONE_NEW* flags for the init */
+  PLAN_UID_MAP = 2,        /* string: written to the init's uid_map */
+  PLAN_GID_MAP = 3,        /* string: written to the init's gid_map */
+  PLAN_SETGROUPS_DENY = 4, /* empty: write "deny" to setgroups before gid_map */
+  PLAN_CGROUP_PROCS = 5,   /* string: a cgroup.procs file the init joins before it runs */
+  PLAN_BASE_DIR = 6,       /* string: host directory to mount the staging tmpfs on */
+  PLAN_ROOTFS = 7,         /* string: tmpfs options for the sandbox's root */
+  PLAN_MOUNT = 8,          /* struct plan_mount, then source, target, data strings */
+  PLAN_HOSTNAME = 9,       /* string */
+  PLAN_LOOPBACK_UP = 10,   /* empty: bring up lo in the new network namespace */
+  PLAN_WORKDIR = 11,       /* string */
+  PLAN_ARG = 12,           /* string: one argv entry, in order */
+  PLAN_ENV = 13,           /* string: one KEY=VALUE entry */
+  PLAN_RLIMIT = 14,        /* struct plan_rlimit */
+  PLAN_USER = 15,          /* struct plan_user: the command's ids inside */
+  PLAN_NESTED_USERNS = 16, /* empty: map the command's ids in a nested user namespace */
+  PLAN_SECCOMP = 17,       /* u32 flags, then the BPF program (struct sock_filter[]) */
+  PLAN_LANDLOCK = 18,      /* u64 handled_access_fs, then struct plan_landlock_rule[] (see helper) */
+};
+
+enum plan_mount_op {
+  MOUNT_OP_BIND = 1,     /* source (host) onto target; flags MOUNT_FLAG_* */
+  MOUNT_OP_TMPFS = 2,    /* tmpfs at target with `data` options */
+  MOUNT_OP_PROC = 3,     /* a new proc at target */
+  MOUNT_OP_SYMLINK = 4,  /* symlink at target pointing to `source` */
+  MOUNT_OP_MKDIR = 5,    /* directory at target */
+  MOUNT_OP_MASK = 6,     /* hide target: /dev/null over a file, an empty tmpfs over a directory */
+  MOUNT_OP_READONLY = 7, /* make the already-mounted tree at target read-only */
+};
+
+enum plan_mount_flag {
+  MOUNT_FLAG_WRITABLE = 1u << 0,  /* leave the bind writable */
+  MOUNT_FLAG_DEVICES = 1u << 1,   /* allow device nodes (the /dev binds only) */
+  MOUNT_FLAG_OPTIONAL = 1u << 2,  /* skip silently if the source is missing */
+};
+
+struct plan_mount {
+  uint32_t op;
+  uint32_t flags;
+  uint64_t mount_flags; /* MS_* for MOUNT_OP_TMPFS */
+};
+
+struct plan_rlimit {
+  uint32_t resource;
+  uint32_t reserved;
+  uint64_t soft;
+  uint64_t hard;
+};
+
+struct plan_user {
+  uint32_t uid;
+  uint32_t gid;
+};
+
+enum report_type {
+  REPORT_ERROR = 1,    /* a step failed: step, err, detail */
+  REPORT_INIT_PID = 2, /* the init's pid as the host sees it, in pid */
+  REPORT_EXEC = 3,     /* the command is about to execve: time_ns */
+  REPORT_EXIT = 4,     /* the command ended: status, rusage fields, time_ns */
+  REPORT_INIT_GONE = 5 /* the init ended without REPORT_EXIT (it was killed): status */
+};
+
+/* Steps, in the order they run. The numbers travel in reports; never renumber. */
+enum step {
+  STEP_READ_PLAN = 1,
+  STEP_CLONE = 2,
+  STEP_UID_MAP = 3,
+  STEP_SETGROUPS = 4,
+  STEP_GID_MAP = 5,
+  STEP_CGROUP_JOIN = 6,
+  STEP_WAIT_PARENT = 7,
+  STEP_MOUNT_PRIVATE = 8,
+  STEP_STAGING = 9,
+  STEP_ROOTFS = 10,
+  STEP_MOUNT = 11,
+  STEP_SUBMOUNTS_READONLY = 12,
+  STEP_PIVOT_ROOT = 13,
+  STEP_ROOT_READONLY = 14,
+  STEP_HOSTNAME = 15,
+  STEP_LOOPBACK = 16,
+  STEP_FORK = 17,
+  STEP_NESTED_USERNS = 18,
+  STEP_SETSID = 19,
+  STEP_RLIMIT = 20,
+  STEP_DROP_BOUNDING = 21,
+  STEP_SETGID = 22,
+  STEP_SETUID = 23,
+  STEP_DROP_CAPS = 24,
+  STEP_WORKDIR = 25,
+  STEP_NO_NEW_PRIVS = 26,
+  STEP_LANDLOCK = 27,
+  STEP_SECCOMP = 28,
+  STEP_EXEC = 29,
+  STEP_SUPERVISE = 30,
+};
+
+#define REPORT_DETAIL_SIZE 256
+
+struct report {
+  uint32_t type;
+  uint32_t step;
+  int32_t err;
+  int32_t status;
+  int64_t time_ns; /* CLOCK_MONOTONIC */
+  int64_t pid;
+  int64_t utime_us;
+  int64_t stime_us;
+  int64_t maxrss_kb;
+  char detail[REPORT_DETAIL_SIZE];
+};
+
+#endif

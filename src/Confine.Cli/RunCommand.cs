@@ -1,0 +1,96 @@
+using System.CommandLine;
+
+namespace Confine.Cli;
+
+/// <summary><c>confine run [options] [--] COMMAND [ARGS...]</c></summary>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var policyOptions = new PolicyOptions();
+        var json = new Option<bool>("--json") { Description = "Print the verdict as JSON on stdout, with the command's output inside it" };
+        var verdictFile = new Option<string?>("--verdict") { Description = "Write the verdict as JSON to this file" };
+        var stdin = new Option<string?>("--stdin") { Description = "Standard input: a file, or - for Confine's own (default: none)" };
+        var command = new Argument<string[]>("command") { Arity = ArgumentArity.OneOrMore, Description = "The command and its arguments" };
+
+        var run = new Command("run", "Run one command in a fresh sandbox");
+        foreach (Option option in policyOptions.All)
+        {
+            run.Options.Add(option);
+        }
+
+        run.Options.Add(json);
+        run.Options.Add(verdictFile);
+        run.Options.Add(stdin);
+        run.Arguments.Add(command);
+
+        run.SetAction(async (result, cancellationToken) =>
+        {
+            SandboxPolicy policy;
+            try
+            {
+                policy = policyOptions.Apply(result, SandboxPolicy.Default);
+                PolicyValidator.Validate(policy);
+            }
+            catch (PolicyException e)
+            {
+                return Fail($"confine: invalid policy: {e.Message}");
+            }
+
+            string[] argv = result.GetValue(command) ?? [];
+            bool asJson = result.GetValue(json);
+            StdinSource input = result.GetValue(stdin) switch
+            {
+                null => StdinSource.None,
+                "-" => StdinSource.FromStream(Console.OpenStandardInput()),
+                string path when File.Exists(path) => StdinSource.FromFile(path),
+                string path => throw new PolicyException("stdin", $"'{path}' does not exist"),
+            };
+
+            var io = new SandboxIO
+            {
+                Stdin = input,
+                Stdout = asJson ? null : Console.OpenStandardOutput(),
+                Stderr = asJson ? null : Console.OpenStandardError(),
+            };
+
+            Verdict verdict;
+            try
+            {
+                verdict = await Sandbox.RunAsync(policy, argv, io, cancellationToken);
+            }
+            catch (PolicyException e)
+            {
+                return Fail($"confine: {e.Message}");
+            }
+
+            string document = VerdictJson.Serialize(verdict);
+            if (result.GetValue(verdictFile) is string file)
+            {
+                await File.WriteAllTextAsync(file, document + "\n", CancellationToken.None);
+            }
+
+            if (asJson)
+            {
+                Console.Out.WriteLine(document);
+            }
+            else if (verdict.Error is SetupError error)
+            {
+                Console.Error.WriteLine($"confine: {error.Message}");
+            }
+            else if (verdict.Limit is LimitHit limit)
+            {
+                Console.Error.WriteLine($"confine: stopped: {limit.Name} limit of {limit.Value} reached");
+            }
+
+            return ExitCodes.For(verdict);
+        });
+        return run;
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine(message);
+        return ExitCodes.BadInput;
+    }
+}

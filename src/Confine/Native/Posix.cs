@@ -1,0 +1,122 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Confine.Native;
+
+/// <summary>Checked wrappers over <see cref="Interop"/>: errors become <see cref="ErrnoException"/>.</summary>
+internal static unsafe class Posix
+{
+    /// <summary>A close-on-exec pipe: (read end, write end).</summary>
+    public static (SafeFileHandle Read, SafeFileHandle Write) Pipe()
+    {
+        int* fds = stackalloc int[2];
+        Check(Interop.pipe2(fds, Interop.O_CLOEXEC), "pipe2");
+        return (new SafeFileHandle(fds[0], ownsHandle: true), new SafeFileHandle(fds[1], ownsHandle: true));
+    }
+
+    /// <summary>A close-on-exec <c>SOCK_SEQPACKET</c> socket pair.</summary>
+    public static (SafeFileHandle First, SafeFileHandle Second) SeqPacketPair()
+    {
+        int* fds = stackalloc int[2];
+        Check(Interop.socketpair(Interop.AF_UNIX, Interop.SOCK_SEQPACKET | Interop.SOCK_CLOEXEC, 0, fds), "socketpair");
+        return (new SafeFileHandle(fds[0], ownsHandle: true), new SafeFileHandle(fds[1], ownsHandle: true));
+    }
+
+    /// <summary>An anonymous close-on-exec memory file holding <paramref name="content"/>.</summary>
+    public static SafeFileHandle MemoryFile(string name, ReadOnlySpan<byte> content)
+    {
+        int fd = Interop.memfd_create(name, Interop.MFD_CLOEXEC);
+        Check(fd, "memfd_create");
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
+        WriteAll(handle, content, "write to memfd");
+        return handle;
+    }
+
+    /// <summary>Opens a file close-on-exec.</summary>
+    public static SafeFileHandle Open(string path, int flags)
+    {
+        int fd = Interop.open(path, flags | Interop.O_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            throw new ErrnoException(Marshal.GetLastPInvokeError(), $"open {path}");
+        }
+
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    public static void SetNonBlocking(SafeFileHandle handle)
+    {
+        int fd = (int)handle.DangerousGetHandle();
+        int flags = Interop.fcntl(fd, Interop.F_GETFL, 0);
+        Check(flags, "fcntl(F_GETFL)");
+        Check(Interop.fcntl(fd, Interop.F_SETFL, flags | Interop.O_NONBLOCK), "fcntl(F_SETFL)");
+    }
+
+    public static void WriteAll(SafeFileHandle handle, ReadOnlySpan<byte> content, string what)
+    {
+        int fd = (int)handle.DangerousGetHandle();
+        fixed (byte* start = content)
+        {
+            int done = 0;
+            while (done < content.Length)
+            {
+                nint n = Interop.write(fd, start + done, (nuint)(content.Length - done));
+                if (n < 0)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == Interop.EINTR)
+                    {
+                        continue;
+                    }
+
+                    throw new ErrnoException(errno, what);
+                }
+
+                done += (int)n;
+            }
+        }
+    }
+
+    /// <summary>Reaps a child, retrying on EINTR; returns its wait status.</summary>
+    public static int WaitPid(int pid)
+    {
+        int status;
+        while (Interop.waitpid(pid, &status, 0) < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno != Interop.EINTR)
+            {
+                throw new ErrnoException(errno, $"waitpid({pid})");
+            }
+        }
+
+        return status;
+    }
+
+    public static string StrError(int errno) => Marshal.PtrToStringUTF8(Interop.strerror(errno)) ?? $"errno {errno}";
+
+    public static int Check(int result, string what)
+    {
+        if (result < 0)
+        {
+            throw new ErrnoException(Marshal.GetLastPInvokeError(), what);
+        }
+
+        return result;
+    }
+}
+
+/// <summary>A failed system call: its errno, kept as a number and a name.</summary>
+internal sealed class ErrnoException : Exception
+{
+    public ErrnoException(int errno, string operation)
+        : base($"{operation}: {Posix.StrError(errno)} ({Native.Errno.Name(errno)})")
+    {
+        Errno = errno;
+        Operation = operation;
+    }
+
+    public int Errno { get; }
+
+    public string Operation { get; }
+}

@@ -1,0 +1,98 @@
+using System.Globalization;
+
+namespace Confine;
+
+/// <summary>Parses sizes and durations the way Docker's flags and Kubernetes' manifests write them.</summary>
+public static class Units
+{
+    /// <summary>
+    /// Parses a byte count: a plain number, or one with a binary suffix <c>k</c>, <c>m</c>, <c>g</c>,
+    /// <c>t</c> (also <c>kb</c>, <c>KiB</c>, ...). <c>64m</c> is 64 MiB.
+    /// </summary>
+    public static long ParseSize(string key, string text)
+    {
+        string t = text.Trim().ToLowerInvariant();
+        int split = 0;
+        while (split < t.Length && (char.IsAsciiDigit(t[split]) || t[split] == '.'))
+        {
+            split++;
+        }
+
+        string number = t[..split];
+        string suffix = t[split..].Trim();
+        long multiplier = suffix switch
+        {
+            "" or "b" => 1,
+            "k" or "kb" or "kib" => 1L << 10,
+            "m" or "mb" or "mib" => 1L << 20,
+            "g" or "gb" or "gib" => 1L << 30,
+            "t" or "tb" or "tib" => 1L << 40,
+            _ => 0,
+        };
+        if (multiplier == 0 || !double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double value))
+        {
+            throw new PolicyException(key, $"'{text}' is not a size (use a number with an optional k, m, g or t suffix)");
+        }
+
+        double bytes = value * multiplier;
+        if (bytes > long.MaxValue)
+        {
+            throw new PolicyException(key, $"'{text}' is too large");
+        }
+
+        return (long)bytes;
+    }
+
+    /// <summary>
+    /// Parses a duration: a number of seconds, or a number with <c>ms</c>, <c>s</c>, <c>m</c>, <c>h</c>;
+    /// Go-style compounds such as <c>1m30s</c> work too.
+    /// </summary>
+    public static TimeSpan ParseDuration(string key, string text)
+    {
+        string t = text.Trim().ToLowerInvariant();
+        if (double.TryParse(t, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double plain))
+        {
+            return TimeSpan.FromSeconds(plain);
+        }
+
+        TimeSpan total = TimeSpan.Zero;
+        int i = 0;
+        bool any = false;
+        while (i < t.Length)
+        {
+            int start = i;
+            while (i < t.Length && (char.IsAsciiDigit(t[i]) || t[i] == '.'))
+            {
+                i++;
+            }
+
+            int unitStart = i;
+            while (i < t.Length && char.IsAsciiLetter(t[i]))
+            {
+                i++;
+            }
+
+            if (start == unitStart || !double.TryParse(t[start..unitStart], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double value))
+            {
+                throw new PolicyException(key, $"'{text}' is not a duration (e.g. 500ms, 10s, 2m, 1h30m)");
+            }
+
+            total += t[unitStart..i] switch
+            {
+                "ms" => TimeSpan.FromMilliseconds(value),
+                "s" or "" => TimeSpan.FromSeconds(value),
+                "m" => TimeSpan.FromMinutes(value),
+                "h" => TimeSpan.FromHours(value),
+                _ => throw new PolicyException(key, $"'{text}': unknown unit '{t[unitStart..i]}' (use ms, s, m or h)"),
+            };
+            any = true;
+        }
+
+        if (!any)
+        {
+            throw new PolicyException(key, $"'{text}' is not a duration");
+        }
+
+        return total;
+    }
+}

@@ -1,0 +1,128 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+using System.Text;
+using Confine.Native;
+using Microsoft.Win32.SafeHandles;
+
+namespace Confine.Running;
+
+/// <summary>
+/// Drains one output pipe of the command on the I/O loop: keeps or forwards bytes up to a limit,
+/// then reports the overflow and discards the rest until end-of-file.
+/// </summary>
+internal sealed unsafe class OutputCollector
+{
+    [ThreadStatic]
+    private static byte[]? t_buffer;
+
+    private readonly long _limit;
+    private readonly Stream? _forward;
+    private readonly ArrayBufferWriter<byte>? _captured;
+    private readonly Action _onLimit;
+    private readonly TaskCompletionSource _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _bytes;
+    private bool _truncated;
+
+    public OutputCollector(long limit, Stream? forward, Action onLimit)
+    {
+        _limit = limit;
+        _forward = forward;
+        _captured = forward is null ? new ArrayBufferWriter<byte>() : null;
+        _onLimit = onLimit;
+    }
+
+    /// <summary>Completes at end-of-file, when every writer in the sandbox is gone.</summary>
+    public Task Closed => _closed.Task;
+
+    public bool Truncated => _truncated;
+
+    /// <summary>The I/O loop's callback; false at end-of-file.</summary>
+    public bool OnReadable(SafeFileHandle handle)
+    {
+        byte[] buffer = t_buffer ??= new byte[64 * 1024];
+        int fd = (int)handle.DangerousGetHandle();
+        while (true)
+        {
+            nint n;
+            fixed (byte* start = buffer)
+            {
+                n = Interop.read(fd, start, (nuint)buffer.Length);
+            }
+
+            if (n > 0)
+            {
+                Accept(buffer.AsSpan(0, (int)n));
+                continue;
+            }
+
+            if (n < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Interop.EINTR)
+                {
+                    continue;
+                }
+
+                if (errno == Interop.EAGAIN)
+                {
+                    return true;
+                }
+            }
+
+            Flush();
+            _closed.TrySetResult();
+            return false;
+        }
+    }
+
+    private void Accept(ReadOnlySpan<byte> data)
+    {
+        long room = Math.Max(0, _limit - _bytes);
+        ReadOnlySpan<byte> kept = data.Length <= room ? data : data[..(int)room];
+        _bytes += kept.Length;
+        if (kept.Length > 0)
+        {
+            if (_captured is not null)
+            {
+                _captured.Write(kept);
+            }
+            else
+            {
+                try
+                {
+                    _forward!.Write(kept);
+                }
+                catch (IOException)
+                {
+                    // The caller's stream is gone (a closed terminal, a broken pipe); the run goes
+                    // on and its output is counted but no longer delivered.
+                }
+            }
+        }
+
+        if (kept.Length < data.Length && !_truncated)
+        {
+            _truncated = true;
+            _onLimit();
+        }
+    }
+
+    private void Flush()
+    {
+        try
+        {
+            _forward?.Flush();
+        }
+        catch (IOException)
+        {
+            // See Accept: a vanished destination does not change the verdict.
+        }
+    }
+
+    public CapturedOutput ToCapturedOutput() => new()
+    {
+        Text = _captured is null ? null : Encoding.UTF8.GetString(_captured.WrittenSpan),
+        Bytes = _bytes,
+        Truncated = _truncated,
+    };
+}

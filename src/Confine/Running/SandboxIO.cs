@@ -1,0 +1,52 @@
+namespace Confine;
+
+/// <summary>Where a sandbox's standard streams come from and go to.</summary>
+public sealed record SandboxIO
+{
+    /// <summary>No input; both output streams captured into the verdict.</summary>
+    public static SandboxIO Capture { get; } = new();
+
+    /// <summary>The command's standard input.</summary>
+    public StdinSource Stdin { get; init; } = StdinSource.None;
+
+    /// <summary>
+    /// Where standard output goes as it arrives; null captures it into <see cref="Verdict.Stdout"/>.
+    /// Writes happen on Confine's I/O thread, so the stream should not block for long.
+    /// </summary>
+    public Stream? Stdout { get; init; }
+
+    /// <summary>Where standard error goes as it arrives; null captures it into <see cref="Verdict.Stderr"/>.</summary>
+    public Stream? Stderr { get; init; }
+}
+
+/// <summary>
+/// A sandbox's standard input. Whatever the source, the command reads a pipe: handing it a host
+/// file's descriptor would let it reopen that file through <c>/proc/self/fd/0</c>.
+/// </summary>
+public abstract record StdinSource
+{
+    private StdinSource()
+    {
+    }
+
+    /// <summary>Immediate end-of-file.</summary>
+    public static StdinSource None { get; } = new Bytes(ReadOnlyMemory<byte>.Empty);
+
+    /// <summary>The contents of a host file, read by Confine.</summary>
+    public static StdinSource FromFile(string path) => new HostFile(path);
+
+    /// <summary>These bytes, then end-of-file.</summary>
+    public static StdinSource FromBytes(ReadOnlyMemory<byte> data) => new Bytes(data);
+
+    /// <summary>Everything the stream yields, then end-of-file.</summary>
+    public static StdinSource FromStream(Stream stream) => new StreamSource(stream);
+
+    /// <summary>A host file.</summary>
+    public sealed record HostFile(string Path) : StdinSource;
+
+    /// <summary>A fixed buffer.</summary>
+    public sealed record Bytes(ReadOnlyMemory<byte> Data) : StdinSource;
+
+    /// <summary>A caller's stream.</summary>
+    public sealed record StreamSource(Stream Stream) : StdinSource;
+}
