@@ -493,6 +493,36 @@ static void readonly_submounts(void) {
   fclose(f);
 }
 
+/* Detaches the old root, which pivot_root(".", ".") left stacked on top of the new one.
+ *
+ * umount2 unhashes the mounts at once but then waits for an RCU grace period before it returns
+ * (about 2 ms here, most of a sandbox's setup time). A short-lived child makes the call instead,
+ * and the init goes on as soon as "/" resolves to the new root, which is when nothing of the old
+ * one can be reached any more. The child ends by itself and is reaped with the other orphans. */
+static void detach_old_root(dev_t new_root_dev) {
+  pid_t child = fork();
+  if (child < 0)
+    fail(STEP_PIVOT_ROOT, errno, "fork to detach the old root");
+  if (child == 0)
+    _exit(umount2(".", MNT_DETACH) < 0 ? errno : 0);
+
+  for (;;) {
+    struct stat root;
+    if (stat("/", &root) == 0 && root.st_dev == new_root_dev)
+      return;
+    int status;
+    if (waitpid(child, &status, WNOHANG) == child) {
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail(STEP_PIVOT_ROOT, WIFEXITED(status) ? WEXITSTATUS(status) : EINTR,
+             "detaching the old root");
+      if (stat("/", &root) == 0 && root.st_dev == new_root_dev)
+        return;
+      fail(STEP_PIVOT_ROOT, EBUSY, "the old root is still in place after its detach");
+    }
+    sched_yield();
+  }
+}
+
 /* Builds the sandbox's root in a staging tmpfs, then makes it the root and drops the host's. */
 static void build_root(void) {
   /* Nothing done here may propagate back to the host's mount namespace. */
@@ -521,12 +551,14 @@ static void build_root(void) {
 
   /* pivot_root(".", ".") stacks the staging root on top of the new one; detaching it takes the
    * old root with it, so no host path stays reachable. */
+  struct stat new_root;
+  if (stat(STAGING_NEW_ROOT, &new_root) < 0)
+    fail(STEP_PIVOT_ROOT, errno, "stat of the new root");
   if (chdir(STAGING_NEW_ROOT) < 0)
     fail(STEP_PIVOT_ROOT, errno, "chdir to the new root");
   if (syscall(SYS_pivot_root, ".", ".") < 0)
     fail(STEP_PIVOT_ROOT, errno, "pivot_root into the new root");
-  if (umount2(".", MNT_DETACH) < 0)
-    fail(STEP_PIVOT_ROOT, errno, "detaching the old root");
+  detach_old_root(new_root.st_dev);
   if (chdir("/") < 0)
     fail(STEP_PIVOT_ROOT, errno, "chdir to /");
 
@@ -657,6 +689,10 @@ __attribute__((noreturn)) static void run_command(void) {
   sigprocmask(SIG_SETMASK, &none, NULL);
   for (int sig = 1; sig < NSIG; sig++)
     signal(sig, SIG_DFL);
+
+  /* The init made itself undumpable, which this fork inherited; that would leave the command's own
+   * /proc/self files owned by a root it cannot act as. execve decides dumpability afresh. */
+  prctl(PR_SET_DUMPABLE, 1);
 
   /* A new session has no controlling terminal, so TIOCSTI cannot reach the caller's. */
   if (setsid() < 0)
