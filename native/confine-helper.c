@@ -395,7 +395,9 @@ static void mount_mask(const struct mount_entry *m, const char *target) {
   }
   if (mount(STAGING_OLD_ROOT "/dev/null", target, NULL, MS_BIND, NULL) < 0)
     fail(STEP_MOUNT, errno, "mask file %s", m->target);
-  if (remount_bind(target, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC) < 0)
+  /* Device nodes stay allowed on this one mount so that reading the mask gives an empty file,
+   * as it does in other container runtimes, rather than an error a program may not expect. */
+  if (remount_bind(target, MS_RDONLY | MS_NOSUID | MS_NOEXEC) < 0)
     fail(STEP_MOUNT, errno, "remount of the mask on %s", m->target);
 }
 
@@ -442,38 +444,28 @@ static void apply_mount(const struct mount_entry *m) {
 }
 
 /* A recursive bind carries the source's submounts along with their own flags, so a read-only
- * bind of a tree with a writable submount would leave that submount writable. This pass remounts
- * every mount beneath a read-only bind read-only as well. */
-static bool is_readonly_bind_target(const char *mount_point) {
-  const struct mount_entry *owner = NULL;
-  size_t owner_length = 0;
-  size_t prefix_length = strlen(STAGING_NEW_ROOT);
-  if (strncmp(mount_point, STAGING_NEW_ROOT, prefix_length) != 0)
+ * bind of a tree with a writable submount would leave that submount writable. Before the binds,
+ * while the init still has the caller's ids (a remount needs a path lookup through the host's
+ * directories), every mount beneath a read-only source is remounted read-only in the init's own
+ * copy of the host's mount table; the binds then copy them read-only. The host is not touched. */
+/* Whether `path` lies strictly beneath the directory `parent`. */
+static bool below(const char *path, const char *parent) {
+  size_t length = strlen(parent);
+  if (strncmp(path, parent, length) != 0)
     return false;
-  const char *inside = mount_point + prefix_length;
-
-  for (size_t i = 0; i < plan.mount_count; i++) {
-    const struct mount_entry *m = &plan.mounts[i];
-    size_t length = strlen(m->target);
-    if (m->head.op != MOUNT_OP_BIND && m->head.op != MOUNT_OP_READONLY &&
-        m->head.op != MOUNT_OP_TMPFS && m->head.op != MOUNT_OP_PROC)
-      continue;
-    if (strncmp(inside, m->target, length) != 0 || (inside[length] != '/' && length != 1))
-      continue;
-    if (length > owner_length) {
-      owner = m;
-      owner_length = length;
-    }
-  }
-  if (owner == NULL)
-    return false;
-  if (owner->head.op == MOUNT_OP_READONLY)
-    return true;
-  return owner->head.op == MOUNT_OP_BIND && !(owner->head.flags & MOUNT_FLAG_WRITABLE);
+  if (parent[length - 1] == '/')
+    return path[length] != '\0';
+  return path[length] == '/' && path[length + 1] != '\0';
 }
 
-static void readonly_submounts(void) {
-  FILE *f = fopen(STAGING_OLD_ROOT "/proc/self/mountinfo", "re");
+static void readonly_source_submounts(void) {
+  bool wanted = false;
+  for (size_t i = 0; i < plan.mount_count; i++)
+    wanted |= (plan.mounts[i].head.flags & MOUNT_FLAG_SUBMOUNTS) != 0;
+  if (!wanted)
+    return;
+
+  FILE *f = fopen("/proc/self/mountinfo", "re");
   if (f == NULL)
     fail(STEP_SUBMOUNTS_READONLY, errno, "open of /proc/self/mountinfo");
   char line[MAX_PATH + 512];
@@ -482,13 +474,19 @@ static void readonly_submounts(void) {
     char mount_point[MAX_PATH];
     if (sscanf(line, "%*d %*d %*s %*s %4095s", mount_point) != 1)
       continue;
-    if (strchr(mount_point, '\\') != NULL)
-      continue; /* escaped characters: not a path Confine created */
-    if (!is_readonly_bind_target(mount_point))
-      continue;
-    if (remount_bind(mount_point, MS_RDONLY | MS_NOSUID | MS_NODEV) < 0 && errno != EINVAL)
-      fail(STEP_SUBMOUNTS_READONLY, errno, "read-only remount of %s",
-           mount_point + strlen(STAGING_NEW_ROOT));
+    for (size_t i = 0; i < plan.mount_count; i++) {
+      const struct mount_entry *m = &plan.mounts[i];
+      if (m->head.op != MOUNT_OP_BIND || (m->head.flags & MOUNT_FLAG_WRITABLE) ||
+          !(m->head.flags & MOUNT_FLAG_SUBMOUNTS) || !below(mount_point, m->source))
+        continue;
+      /* mountinfo escapes spaces and the like as octal; such a mount cannot be named by this
+       * path, so it is refused rather than left writable. */
+      if (strchr(mount_point, '\\') != NULL)
+        fail(STEP_SUBMOUNTS_READONLY, EINVAL, "submount with an escaped name under %s", m->source);
+      if (remount_bind(mount_point, MS_RDONLY | MS_NOSUID | MS_NODEV) < 0)
+        fail(STEP_SUBMOUNTS_READONLY, errno, "read-only remount of %s", mount_point);
+      break;
+    }
   }
   fclose(f);
 }
@@ -547,7 +545,6 @@ static void build_root(void) {
 
   for (size_t i = 0; i < plan.mount_count; i++)
     apply_mount(&plan.mounts[i]);
-  readonly_submounts();
 
   /* pivot_root(".", ".") stacks the staging root on top of the new one; detaching it takes the
    * old root with it, so no host path stays reachable. */
@@ -809,6 +806,7 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
   /* Opened while the init still has the caller's host ids, so the lookups use the caller's own
    * access to the paths, and in the new mount namespace, whose mounts a bind may copy. */
   open_bind_sources();
+  readonly_source_submounts();
 
   /* The init still carries the caller's host ids, which the new namespace may not map. Becoming
    * the namespace's own root gives files it creates a valid owner; the capabilities it was

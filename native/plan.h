@@ -61,6 +61,7 @@ enum plan_mount_flag {
   MOUNT_FLAG_WRITABLE = 1u << 0,  /* leave the bind writable */
   MOUNT_FLAG_DEVICES = 1u << 1,   /* allow device nodes (the /dev binds only) */
   MOUNT_FLAG_OPTIONAL = 1u << 2,  /* skip silently if the source is missing */
+  MOUNT_FLAG_SUBMOUNTS = 1u << 3, /* the source has mounts beneath it (read-only binds only) */
 };
 
 struct plan_mount {

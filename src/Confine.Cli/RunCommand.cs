@@ -38,6 +38,11 @@ internal static class RunCommand
             }
 
             string[] argv = result.GetValue(command) ?? [];
+            if (argv.Length > 0 && argv[0].StartsWith('-') && !CameAfterSeparator(result, argv[0]))
+            {
+                return Fail($"confine: unknown option '{argv[0]}' (put '--' before a command whose name starts with '-')");
+            }
+
             bool asJson = result.GetValue(json);
             StdinSource input = result.GetValue(stdin) switch
             {
@@ -86,6 +91,30 @@ internal static class RunCommand
             return ExitCodes.For(verdict);
         });
         return run;
+    }
+
+    /// <summary>
+    /// The parser takes an unknown option for the start of the command; only a command name that
+    /// follows '--' may start with '-'.
+    /// </summary>
+    private static bool CameAfterSeparator(ParseResult result, string first)
+    {
+        int separator = IndexOf(result.Tokens, "--");
+        int command = IndexOf(result.Tokens, first);
+        return separator >= 0 && separator < command;
+    }
+
+    private static int IndexOf(IReadOnlyList<System.CommandLine.Parsing.Token> tokens, string value)
+    {
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            if (tokens[i].Value == value)
+            {
+                return i;
+            }
+        }
+
+        return -1;
     }
 
     private static int Fail(string message)

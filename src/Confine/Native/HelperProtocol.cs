@@ -46,6 +46,7 @@ internal static class HelperProtocol
     public const uint MOUNT_FLAG_WRITABLE = 1 << 0;
     public const uint MOUNT_FLAG_DEVICES = 1 << 1;
     public const uint MOUNT_FLAG_OPTIONAL = 1 << 2;
+    public const uint MOUNT_FLAG_SUBMOUNTS = 1 << 3;
 
     public const uint REPORT_ERROR = 1;
     public const uint REPORT_INIT_PID = 2;

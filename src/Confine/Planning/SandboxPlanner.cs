@@ -143,6 +143,13 @@ internal static class SandboxPlanner
     private static void WriteMounts(PlanWriter plan, SandboxPolicy policy)
     {
         var filesystem = new List<MountStep>();
+        IReadOnlyList<string> hostMounts = HostMountTable.MountPoints();
+
+        // Only a read-only bind whose source has mounts beneath it needs the helper's extra pass.
+        uint Submounts(string source, bool writable) =>
+            !writable && hostMounts.Any(m => m.StartsWith(source.TrimEnd('/') + "/", StringComparison.Ordinal))
+                ? MOUNT_FLAG_SUBMOUNTS
+                : 0;
 
         foreach (string path in policy.SystemPaths)
         {
@@ -153,13 +160,14 @@ internal static class SandboxPlanner
             }
             else if (Directory.Exists(path) || File.Exists(path))
             {
-                filesystem.Add(new MountStep(MOUNT_OP_BIND, MOUNT_FLAG_OPTIONAL, 0, path, path, ""));
+                filesystem.Add(new MountStep(MOUNT_OP_BIND, MOUNT_FLAG_OPTIONAL | Submounts(path, false), 0, path, path, ""));
             }
         }
 
         foreach (BindMount bind in policy.Binds)
         {
-            filesystem.Add(new MountStep(MOUNT_OP_BIND, bind.Writable ? MOUNT_FLAG_WRITABLE : 0, 0, bind.Source, bind.Target, ""));
+            uint flags = (bind.Writable ? MOUNT_FLAG_WRITABLE : 0) | Submounts(bind.Source, bind.Writable);
+            filesystem.Add(new MountStep(MOUNT_OP_BIND, flags, 0, bind.Source, bind.Target, ""));
         }
 
         filesystem.Add(new MountStep(MOUNT_OP_TMPFS, 0, TmpfsFlags | MS_NOEXEC, "", "/dev", "size=64k,nr_inodes=64,mode=0755"));

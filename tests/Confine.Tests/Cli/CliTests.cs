@@ -1,0 +1,141 @@
+using Confine.Tests.Support;
+
+namespace Confine.Tests.Cli;
+
+/// <summary>The <c>confine</c> command: exit codes, the verdict on stdout or in a file, and bad input.</summary>
+[Trait("Category", "Cli")]
+public sealed class CliTests
+{
+    [Fact]
+    public void Run_StreamsOutputAndExitsWithTheCommandsCode()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--", "/bin/sh", "-c", "echo hello; echo oops >&2; exit 7"]);
+        Assert.Equal(7, result.ExitCode);
+        Assert.Equal("hello\n", result.Stdout);
+        Assert.Equal("oops\n", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_Json_PrintsTheVerdictWithTheOutputInside()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--json", "--", "/bin/echo", "inside"]);
+        Assert.Equal(0, result.ExitCode);
+        Verdict verdict = VerdictJson.Deserialize(result.Stdout);
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.Equal("inside\n", verdict.Stdout.Text);
+    }
+
+    [Fact]
+    public void Run_VerdictFile_IsWrittenAlongsideStreamedOutput()
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"verdict-{Guid.NewGuid():N}.json");
+        try
+        {
+            CliResult result = Support.ConfineCli.Run(["run", "--verdict", file, "--", "/bin/sh", "-c", "kill -TERM $$"]);
+            Assert.Equal(128 + 15, result.ExitCode);
+            Verdict verdict = VerdictJson.Deserialize(File.ReadAllText(file));
+            Assert.Equal(VerdictStatus.Signaled, verdict.Status);
+            Assert.Equal("SIGTERM", verdict.SignalName);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
+    public void Run_Timeout_Exits124()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--timeout", "300ms", "--", "sleep", "10"]);
+        Assert.Equal(124, result.ExitCode);
+        Assert.Contains("timeout", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_StdinDash_ForwardsConfinesInput()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--stdin", "-", "--", "tr", "a-z", "A-Z"], stdin: "shout\n");
+        Assert.Equal("SHOUT\n", result.Stdout);
+    }
+
+    [Fact]
+    public void Run_OptionsRefinePolicy()
+    {
+        CliResult result = Support.ConfineCli.Run(
+            ["run", "--hostname", "box", "-e", "GREETING=hi", "-w", "/tmp/work", "-u", "123:456", "--tmpfs", "/scratch:size=1m",
+             "--", "/bin/sh", "-c", "hostname; echo $GREETING; pwd; id -u; id -g; head -c 2M /dev/zero > /scratch/f 2>/dev/null || echo capped"]);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal(["box", "hi", "/tmp/work", "123", "456", "capped"], result.Stdout.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void Run_MissingCommand_IsBadInput()
+    {
+        CliResult result = Support.ConfineCli.Run(["run"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("command", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_UnknownOption_IsBadInput()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--no-such-flag", "--", "true"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("--no-such-flag", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_BindOfMissingPath_IsBadInputNamingIt()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "-v", "/no/such/path:/data", "--", "true"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("binds[0].source", result.Stderr);
+        Assert.Contains("/no/such/path", result.Stderr);
+        Assert.Single(result.Stderr.Trim().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData("abc")]
+    [InlineData("70000")]
+    [InlineData("1:2:3")]
+    [InlineData("-1")]
+    public void Run_BadUser_IsBadInput(string user)
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--user", user, "--", "true"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("user", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_BindOntoProc_IsBadInput()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "-v", "/etc:/proc/x", "--", "true"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("/proc", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_MissingBinaryInside_Exits127WithOneLine()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--", "no-such-binary-xyz"]);
+        Assert.Equal(127, result.ExitCode);
+        Assert.Single(result.Stderr.Trim().Split('\n'));
+        Assert.Contains("not found", result.Stderr);
+        Assert.Contains("no-such-binary-xyz", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_NotExecutable_Exits126()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--", "/etc/hostname"]);
+        Assert.Equal(126, result.ExitCode);
+    }
+
+    [Fact]
+    public void Run_BadTimeout_IsBadInput()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--timeout", "soon", "--", "true"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("timeout", result.Stderr);
+    }
+}
