@@ -55,6 +55,27 @@ public sealed record SandboxPolicy
     public ImmutableArray<Rlimit> Rlimits { get; init; } = DefaultRlimits;
 
     /// <summary>
+    /// The seccomp profile: a built-in name (<c>default</c>, <c>strict</c>, <c>permissive</c>) or the
+    /// path of a profile file (docs/seccomp.md).
+    /// </summary>
+    public string SeccompProfile { get; init; } = "default";
+
+    /// <summary>What a refused call of the dangerous kind does to the run.</summary>
+    public ViolationAction OnViolation { get; init; } = ViolationAction.Record;
+
+    /// <summary>
+    /// Whether Landlock confines filesystem access to what the policy mounts, as a second layer
+    /// under the mount namespace (Linux 5.13 and later).
+    /// </summary>
+    public bool Landlock { get; init; }
+
+    /// <summary>
+    /// Run with the strongest setting the host allows when it cannot give everything the policy asks
+    /// for; every weakened item is listed in the verdict. Off by default: the run fails instead.
+    /// </summary>
+    public bool AllowDegrade { get; init; }
+
+    /// <summary>
     /// Host ids that the sandbox's ids map to when Confine runs as root: sandbox id N is host id
     /// <c>HostIdBase + N</c> for N below 65536. An ordinary user can map only its own id, so there the
     /// sandbox's single id is the caller's own.
@@ -81,6 +102,16 @@ public sealed record SandboxPolicy
     // Declared after the defaults it reads: static initialisers run in textual order.
     /// <summary>The policy used when the caller gives none: every namespace, no network, read-only system.</summary>
     public static SandboxPolicy Default { get; } = new();
+}
+
+/// <summary>What happens when the sandbox makes a call its seccomp profile refuses as dangerous.</summary>
+public enum ViolationAction
+{
+    /// <summary>The call fails with EPERM and the attempt is recorded in the verdict; the run goes on.</summary>
+    Record,
+
+    /// <summary>The attempt is recorded and the whole sandbox is killed; the verdict's status is <c>violation</c>.</summary>
+    Kill,
 }
 
 /// <summary>Network access for a sandbox.</summary>
