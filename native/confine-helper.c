@@ -55,6 +55,7 @@
 #define MAX_MOUNTS 256
 #define MAX_ARGS 4096
 #define MAX_PROCS_FILES 16
+#define MAX_LANDLOCK_RULES 256
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -73,6 +74,11 @@ struct mount_entry {
   const char *source;
   const char *target;
   const char *data;
+};
+
+struct landlock_rule {
+  uint64_t access;
+  const char *path;
 };
 
 struct plan {
@@ -100,6 +106,10 @@ struct plan {
   uint32_t seccomp_flags;
   const struct sock_filter *seccomp_program;
   size_t seccomp_length;
+  bool landlock;
+  struct plan_landlock landlock_ruleset;
+  struct landlock_rule landlock_rules[MAX_LANDLOCK_RULES];
+  size_t landlock_rule_count;
 };
 
 static struct plan plan;
@@ -162,6 +172,29 @@ static void parse_mount(const uint8_t *payload, uint32_t length) {
   m->source = strings[0];
   m->target = strings[1];
   m->data = strings[2];
+}
+
+static void parse_landlock(const uint8_t *payload, uint32_t length) {
+  if (length < sizeof plan.landlock_ruleset)
+    fail(STEP_READ_PLAN, EINVAL, "short landlock record");
+  plan.landlock = true;
+  memcpy(&plan.landlock_ruleset, payload, sizeof plan.landlock_ruleset);
+  const uint8_t *p = payload + sizeof plan.landlock_ruleset;
+  const uint8_t *end = payload + length;
+  while (p < end) {
+    if (plan.landlock_rule_count == MAX_LANDLOCK_RULES)
+      fail(STEP_READ_PLAN, E2BIG, "more than %d landlock rules", MAX_LANDLOCK_RULES);
+    struct landlock_rule *rule = &plan.landlock_rules[plan.landlock_rule_count++];
+    if ((size_t)(end - p) < sizeof rule->access + 1)
+      fail(STEP_READ_PLAN, EINVAL, "truncated landlock rule");
+    memcpy(&rule->access, p, sizeof rule->access);
+    p += sizeof rule->access;
+    const uint8_t *nul = memchr(p, '\0', (size_t)(end - p));
+    if (nul == NULL)
+      fail(STEP_READ_PLAN, EINVAL, "landlock rule path is not NUL-terminated");
+    rule->path = (const char *)p;
+    p = nul + 1;
+  }
 }
 
 static void parse_plan(const uint8_t *buffer, size_t size) {
@@ -236,6 +269,7 @@ static void parse_plan(const uint8_t *buffer, size_t size) {
       plan.seccomp_program = (const struct sock_filter *)(payload + sizeof(uint32_t));
       plan.seccomp_length = (length - sizeof(uint32_t)) / sizeof(struct sock_filter);
       break;
+    case PLAN_LANDLOCK: parse_landlock(payload, length); break;
     default:
       fail(STEP_READ_PLAN, EPROTO, "unknown record type %u", type);
     }
@@ -668,6 +702,60 @@ static int exec_command(void) {
   return result;
 }
 
+/* The kernel's Landlock structures, declared here because the build host's headers may predate
+ * the fields of newer ABIs. The helper passes the size that matches the fields it uses. */
+struct confine_landlock_ruleset_attr {
+  uint64_t handled_access_fs;
+  uint64_t handled_access_net;
+  uint64_t scoped;
+};
+
+struct confine_landlock_path_beneath_attr {
+  uint64_t allowed_access;
+  int32_t parent_fd;
+} __attribute__((packed));
+
+#define CONFINE_LANDLOCK_RULE_PATH_BENEATH 1
+
+/* A second wall under the mount namespace: the command may reach only the paths the policy
+ * mounted, with the rights the planner gave each. Paths are resolved inside the sandbox. */
+static void apply_landlock(void) {
+  if (!plan.landlock)
+    return;
+  struct confine_landlock_ruleset_attr attr = {
+    .handled_access_fs = plan.landlock_ruleset.handled_access_fs,
+    .handled_access_net = plan.landlock_ruleset.handled_access_net,
+    .scoped = plan.landlock_ruleset.scoped,
+  };
+  size_t size = attr.scoped ? 24 : attr.handled_access_net ? 16 : 8;
+  int ruleset = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
+  if (ruleset < 0)
+    fail(STEP_LANDLOCK, errno, "landlock_create_ruleset");
+
+  for (size_t i = 0; i < plan.landlock_rule_count; i++) {
+    const struct landlock_rule *rule = &plan.landlock_rules[i];
+    int fd = open(rule->path, O_PATH | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT)
+        continue; /* an optional system path the host lacks */
+      fail(STEP_LANDLOCK, errno, "open of %s", rule->path);
+    }
+    /* A rule on a file may only name rights that apply to files. */
+    struct stat st;
+    uint64_t access = rule->access;
+    if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode))
+      access &= (1ULL << 0) | (1ULL << 1) | (1ULL << 2) | (1ULL << 14) | (1ULL << 15);
+    struct confine_landlock_path_beneath_attr beneath = { .allowed_access = access, .parent_fd = fd };
+    if (syscall(SYS_landlock_add_rule, ruleset, CONFINE_LANDLOCK_RULE_PATH_BENEATH, &beneath, 0) < 0)
+      fail(STEP_LANDLOCK, errno, "landlock_add_rule for %s", rule->path);
+    close(fd);
+  }
+
+  if (syscall(SYS_landlock_restrict_self, ruleset, 0) < 0)
+    fail(STEP_LANDLOCK, errno, "landlock_restrict_self");
+  close(ruleset);
+}
+
 static void load_seccomp(void) {
   if (plan.seccomp_program == NULL)
     return;
@@ -716,6 +804,8 @@ __attribute__((noreturn)) static void run_command(void) {
   /* Only 0-2 may cross execve; the report socket must not, or the command could forge reports. */
   if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
     fail(STEP_EXEC, errno, "close_range");
+
+  apply_landlock();
 
   struct report r = { .type = REPORT_EXEC, .time_ns = monotonic_ns(), .pid = getpid() };
   send_report(&r);

@@ -44,7 +44,7 @@ enum plan_record_type {
   PLAN_USER = 15,          /* struct plan_user: the command's ids inside */
   PLAN_NESTED_USERNS = 16, /* empty: map the command's ids in a nested user namespace */
   PLAN_SECCOMP = 17,       /* u32 flags, then the BPF program (struct sock_filter[]) */
-  PLAN_LANDLOCK = 18,      /* u64 handled_access_fs, then struct plan_landlock_rule[] (see helper) */
+  PLAN_LANDLOCK = 18,      /* struct plan_landlock, then rules: u64 access + path string, repeated */
 };
 
 enum plan_mount_op {
@@ -68,6 +68,12 @@ struct plan_mount {
   uint32_t op;
   uint32_t flags;
   uint64_t mount_flags; /* MS_* for MOUNT_OP_TMPFS */
+};
+
+struct plan_landlock {
+  uint64_t handled_access_fs;
+  uint64_t handled_access_net; /* Landlock ABI 4 and later; 0 otherwise */
+  uint64_t scoped;             /* Landlock ABI 6 and later; 0 otherwise */
 };
 
 struct plan_rlimit {

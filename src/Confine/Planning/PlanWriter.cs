@@ -59,6 +59,20 @@ internal sealed class PlanWriter
         WriteUInt32(gid);
     }
 
+    public void Landlock(ulong handledFileSystem, ulong handledNetwork, ulong scoped, IReadOnlyList<(ulong Access, string Path)> rules)
+    {
+        int length = 24 + rules.Sum(r => 8 + StringLength(r.Path));
+        Header(PLAN_LANDLOCK, (uint)length);
+        WriteUInt64(handledFileSystem);
+        WriteUInt64(handledNetwork);
+        WriteUInt64(scoped);
+        foreach ((ulong access, string path) in rules)
+        {
+            WriteUInt64(access);
+            WriteString(path);
+        }
+    }
+
     public void Bytes(uint type, uint prefix, ReadOnlySpan<byte> bytes)
     {
         Header(type, (uint)(4 + bytes.Length));

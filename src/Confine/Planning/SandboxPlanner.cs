@@ -92,12 +92,47 @@ internal static class SandboxPlanner
         // Core dumps are off whatever the policy says: a core file could carry the sandbox's memory out.
         plan.Rlimit((uint)RlimitResource.Core, 0, 0);
 
+        if (policy.Landlock)
+        {
+            WriteLandlock(plan, policy);
+        }
+
         if (extras.SeccompProgram is { } program)
         {
             plan.Bytes(PLAN_SECCOMP, extras.SeccompFlags, program);
         }
 
         return plan.WrittenSpan.ToArray();
+    }
+
+    /// <summary>
+    /// Landlock rules that mirror the mounts: system paths and read-only binds can be read and
+    /// executed, tmpfs mounts and writable binds also written, the device nodes read and written,
+    /// /proc read (its writable files stay as the mounts left them). Nothing else is reachable, so
+    /// a mount that is wider than it should be is still held to the policy.
+    /// </summary>
+    private static void WriteLandlock(PlanWriter plan, SandboxPolicy policy)
+    {
+        int abi = Landlock.Abi;
+        if (abi < 1)
+        {
+            // SandboxRun's preflight refuses (or, when allowed, drops) Landlock on such a host first.
+            throw new InvalidOperationException("Landlock was asked for on a kernel without it");
+        }
+
+        ulong handled = Landlock.HandledFileSystemAccess(abi);
+        const ulong Read = Landlock.LANDLOCK_ACCESS_FS_EXECUTE | Landlock.LANDLOCK_ACCESS_FS_READ_FILE | Landlock.LANDLOCK_ACCESS_FS_READ_DIR;
+        ulong write = handled & ~(Landlock.LANDLOCK_ACCESS_FS_MAKE_CHAR | Landlock.LANDLOCK_ACCESS_FS_MAKE_BLOCK | Landlock.LANDLOCK_ACCESS_FS_IOCTL_DEV);
+        ulong device = handled & (Landlock.LANDLOCK_ACCESS_FS_READ_FILE | Landlock.LANDLOCK_ACCESS_FS_WRITE_FILE | Landlock.LANDLOCK_ACCESS_FS_TRUNCATE);
+
+        var rules = new List<(ulong Access, string Path)>();
+        rules.AddRange(policy.SystemPaths.Select(p => (Read, p)));
+        rules.AddRange(policy.Binds.Select(b => (b.Writable ? write : Read, b.Target)));
+        rules.AddRange(policy.Tmpfs.Select(t => (write, t.Target)));
+        rules.AddRange(DeviceNodes.Select(n => (device, $"/dev/{n}")));
+        rules.Add((Landlock.LANDLOCK_ACCESS_FS_READ_FILE | Landlock.LANDLOCK_ACCESS_FS_READ_DIR | Landlock.LANDLOCK_ACCESS_FS_WRITE_FILE, "/proc"));
+
+        plan.Landlock(handled, 0, Landlock.Scopes(abi), rules);
     }
 
     private static void WriteIdMaps(PlanWriter plan, SandboxPolicy policy, HostIdentity host)

@@ -23,7 +23,8 @@ internal enum KillReason
 /// </summary>
 internal sealed class SandboxRun
 {
-    private readonly SandboxPolicy _policy;
+    private SandboxPolicy _policy;
+    private readonly List<string> _weakened = [];
     private readonly IReadOnlyList<string> _command;
     private readonly SandboxIO _io;
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
@@ -51,6 +52,11 @@ internal sealed class SandboxRun
         if (!HelperProcess.IsAvailable(out string problem))
         {
             return SetupFailed("spawn_helper", null, HelperProcess.Path, problem);
+        }
+
+        if (Preflight() is Verdict refused)
+        {
+            return refused;
         }
 
         byte[] plan = SandboxPlanner.Build(_policy, _command, HostIdentity.Current, new PlanExtras());
@@ -107,6 +113,27 @@ internal sealed class SandboxRun
 
         await stdinTask.ConfigureAwait(false);
         return BuildVerdict(stdout, stderr, helperStatus);
+    }
+
+    /// <summary>
+    /// Checks that the host can give what the policy asks for. A missing feature fails the run with
+    /// the fix, unless the policy allows degrading; then the feature is dropped and listed.
+    /// </summary>
+    private Verdict? Preflight()
+    {
+        if (_policy.Landlock && Landlock.Abi == 0)
+        {
+            const string Missing = "landlock: this kernel has no Landlock (Linux 5.13 or later, with landlock in the lsm= list)";
+            if (!_policy.AllowDegrade)
+            {
+                return SetupFailed("preflight", null, "landlock", $"{Missing}; allow running without it with --allow-degrade");
+            }
+
+            _weakened.Add(Missing);
+            _policy = _policy with { Landlock = false };
+        }
+
+        return null;
     }
 
     /// <summary>Ends the whole sandbox: the helper kills the init through its pidfd, which takes every process inside.</summary>
@@ -249,6 +276,7 @@ internal sealed class SandboxRun
             Status = VerdictStatus.Ok,
             Stdout = stdout.ToCapturedOutput(),
             Stderr = stderr.ToCapturedOutput(),
+            Weakened = [.. _weakened],
         };
 
         if (_exec is HelperReport exec)

@@ -192,6 +192,20 @@ public sealed class IsolationTests
     }
 
     [Fact]
+    public async Task Run_WithLandlock_RefusesWhatTheMountsAlone_Allow()
+    {
+        // The sandbox's root owns its /dev tmpfs, so only Landlock stops it adding files there.
+        const string Script = "touch /dev/extra 2>&1 || true; echo data > /tmp/f && cat /tmp/f; python3 -c 'print(42)'";
+        Verdict without = await RunShellAsync(Script);
+        Verdict with = await RunShellAsync(Script, SandboxPolicy.Default with { Landlock = true });
+
+        Assert.Equal("data\n42\n", without.Stdout.Text);
+        Assert.Equal(VerdictStatus.Ok, with.Status);
+        Assert.Contains("Permission denied", with.Stdout.Text);
+        Assert.EndsWith("data\n42\n", with.Stdout.Text);
+    }
+
+    [Fact]
     public async Task Run_Always_LeavesHostMountTableUnchanged()
     {
         string[] before = HostMounts();
