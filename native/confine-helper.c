@@ -529,8 +529,10 @@ static void readonly_source_submounts(void) {
  *
  * umount2 unhashes the mounts at once but then waits for an RCU grace period before it returns
  * (about 2 ms here, most of a sandbox's setup time). A short-lived child makes the call instead,
- * and the init goes on as soon as "/" resolves to the new root, which is when nothing of the old
- * one can be reached any more. The child ends by itself and is reaped with the other orphans. */
+ * and the init goes on as soon as "/.." resolves to the new root. It must be "/..": a lookup of
+ * "/" starts at the process's root and never sees what is stacked on it, while ".." at the root
+ * crosses into the stacked mount, so until the detach has happened "/.." still reaches the old
+ * root and every host path beneath it. The child ends by itself and is reaped as an orphan. */
 static void detach_old_root(dev_t new_root_dev) {
   pid_t child = fork();
   if (child < 0)
@@ -540,14 +542,14 @@ static void detach_old_root(dev_t new_root_dev) {
 
   for (;;) {
     struct stat root;
-    if (stat("/", &root) == 0 && root.st_dev == new_root_dev)
+    if (stat("/..", &root) == 0 && root.st_dev == new_root_dev)
       return;
     int status;
     if (waitpid(child, &status, WNOHANG) == child) {
       if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail(STEP_PIVOT_ROOT, WIFEXITED(status) ? WEXITSTATUS(status) : EINTR,
              "detaching the old root");
-      if (stat("/", &root) == 0 && root.st_dev == new_root_dev)
+      if (stat("/..", &root) == 0 && root.st_dev == new_root_dev)
         return;
       fail(STEP_PIVOT_ROOT, EBUSY, "the old root is still in place after its detach");
     }

@@ -206,6 +206,18 @@ public sealed class IsolationTests
     }
 
     [Fact]
+    public async Task Run_ParentOfRoot_IsTheRootItselfFromTheFirstInstruction()
+    {
+        // The old root is detached off the critical path; ".." at the root would cross into it
+        // if the command ever ran before the detach was complete.
+        for (int i = 0; i < 30; i++)
+        {
+            Verdict verdict = await RunShellAsync("stat -c %d:%i / /.. /tmp/.. | sort -u | wc -l; ls /../oldroot /../newroot 2>&1 | grep -c 'No such'");
+            Assert.Equal("1\n2\n", verdict.Stdout.Text);
+        }
+    }
+
+    [Fact]
     public async Task Run_Always_LeavesHostMountTableUnchanged()
     {
         string[] before = HostMounts();
