@@ -38,6 +38,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -758,6 +759,29 @@ static void apply_landlock(void) {
   close(ruleset);
 }
 
+/* Hands the seccomp notification descriptor to the supervisor, which answers every call the
+ * filter sends it for the rest of the run. */
+static void send_listener(int listener) {
+  struct report r = { .type = REPORT_LISTENER, .time_ns = monotonic_ns(), .pid = getpid() };
+  struct iovec iov = { .iov_base = &r, .iov_len = sizeof r };
+  char control[CMSG_SPACE(sizeof(int))];
+  memset(control, 0, sizeof control);
+  struct msghdr message = {
+    .msg_iov = &iov,
+    .msg_iovlen = 1,
+    .msg_control = control,
+    .msg_controllen = sizeof control,
+  };
+  struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+  header->cmsg_level = SOL_SOCKET;
+  header->cmsg_type = SCM_RIGHTS;
+  header->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(header), &listener, sizeof(int));
+  if (sendmsg(FD_REPORT, &message, MSG_NOSIGNAL) != (ssize_t)sizeof r)
+    fail(STEP_SECCOMP, errno, "sending the seccomp listener");
+  close(listener);
+}
+
 static void load_seccomp(void) {
   if (plan.seccomp_program == NULL)
     return;
@@ -765,8 +789,11 @@ static void load_seccomp(void) {
     .len = (unsigned short)plan.seccomp_length,
     .filter = (struct sock_filter *)plan.seccomp_program,
   };
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, plan.seccomp_flags, &program) < 0)
+  long result = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, plan.seccomp_flags, &program);
+  if (result < 0)
     fail(STEP_SECCOMP, errno, "seccomp(SECCOMP_SET_MODE_FILTER)");
+  if (plan.seccomp_flags & SECCOMP_FILTER_FLAG_NEW_LISTENER)
+    send_listener((int)result);
 }
 
 __attribute__((noreturn)) static void run_command(void) {

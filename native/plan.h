@@ -93,7 +93,8 @@ enum report_type {
   REPORT_INIT_PID = 2, /* the init's pid as the host sees it, in pid */
   REPORT_EXEC = 3,     /* the command is about to execve: time_ns */
   REPORT_EXIT = 4,     /* the command ended: status, rusage fields, time_ns */
-  REPORT_INIT_GONE = 5 /* the init ended without REPORT_EXIT (it was killed): status */
+  REPORT_INIT_GONE = 5, /* the init ended without REPORT_EXIT (it was killed): status */
+  REPORT_LISTENER = 6   /* the seccomp notification descriptor rides along as SCM_RIGHTS */
 };
 
 /* Steps, in the order they run. The numbers travel in reports; never renumber. */

@@ -69,15 +69,14 @@ internal static class RunCommand
                 return Fail($"confine: {e.Message}");
             }
 
-            string document = VerdictJson.Serialize(verdict);
             if (result.GetValue(verdictFile) is string file)
             {
-                await File.WriteAllTextAsync(file, document + "\n", CancellationToken.None);
+                await File.WriteAllTextAsync(file, VerdictJson.Serialize(verdict) + "\n", CancellationToken.None);
             }
 
             if (asJson)
             {
-                Console.Out.WriteLine(document);
+                Console.Out.WriteLine(VerdictJson.Serialize(verdict));
             }
             else if (verdict.Error is SetupError error)
             {

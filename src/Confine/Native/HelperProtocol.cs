@@ -53,6 +53,7 @@ internal static class HelperProtocol
     public const uint REPORT_EXEC = 3;
     public const uint REPORT_EXIT = 4;
     public const uint REPORT_INIT_GONE = 5;
+    public const uint REPORT_LISTENER = 6;
 
     public const int REPORT_DETAIL_SIZE = 256;
     public const int ReportSize = 4 * 4 + 8 * 5 + REPORT_DETAIL_SIZE;

@@ -103,7 +103,9 @@ internal sealed class SandboxRun
         using CancellationTokenRegistration cancellation = cancellationToken.Register(() => Kill(KillReason.Cancelled));
 
         await Task.WhenAll(_reportsClosed.Task, stdout.Closed, stderr.Closed).ConfigureAwait(false);
-        int helperStatus = await Task.Run(() => Posix.WaitPid(helperPid)).ConfigureAwait(false);
+
+        // The report socket closes when the outer helper exits, so this wait is at most a moment.
+        int helperStatus = Posix.WaitPid(helperPid);
         lock (_gate)
         {
             _timeoutTimer?.Dispose();
@@ -155,15 +157,42 @@ internal sealed class SandboxRun
     private unsafe bool OnReport(SafeFileHandle handle)
     {
         Span<byte> buffer = stackalloc byte[ReportSize + 64];
+        // Room for one SCM_RIGHTS header with one descriptor: cmsghdr is 16 bytes on x86_64.
+        Span<byte> control = stackalloc byte[64];
         int fd = (int)handle.DangerousGetHandle();
         while (true)
         {
             nint n;
+            int received = -1;
             fixed (byte* start = buffer)
+            fixed (byte* controlStart = control)
             {
+                control.Clear();
                 var iov = new Interop.IoVec { Base = start, Length = (nuint)buffer.Length };
-                var message = new Interop.MsgHdr { Iov = &iov, IovLength = 1 };
+                var message = new Interop.MsgHdr
+                {
+                    Iov = &iov,
+                    IovLength = 1,
+                    Control = controlStart,
+                    ControlLength = (nuint)control.Length,
+                };
                 n = Interop.recvmsg(fd, &message, Interop.MSG_DONTWAIT | Interop.MSG_CMSG_CLOEXEC);
+                if (n > 0 && message.ControlLength >= 20)
+                {
+                    // struct cmsghdr { size_t len; int level; int type; } then the descriptor.
+                    int level = *(int*)(controlStart + 8);
+                    int type = *(int*)(controlStart + 12);
+                    if (level == Interop.SOL_SOCKET && type == Interop.SCM_RIGHTS)
+                    {
+                        received = *(int*)(controlStart + 16);
+                    }
+                }
+            }
+
+            if (received >= 0)
+            {
+                OnDescriptor(HelperReport.Parse(buffer[..(int)n]), new SafeFileHandle(received, ownsHandle: true));
+                continue;
             }
 
             if (n < 0)
@@ -188,6 +217,20 @@ internal sealed class SandboxRun
 
             Handle(HelperReport.Parse(buffer[..(int)n]));
         }
+    }
+
+    /// <summary>A descriptor the helper passed over the report socket.</summary>
+    private void OnDescriptor(HelperReport report, SafeFileHandle descriptor)
+    {
+        if (report.Type != REPORT_LISTENER)
+        {
+            descriptor.Dispose();
+            throw new InvalidDataException($"helper report type {report.Type} carried a descriptor");
+        }
+
+        // The seccomp layer takes the listener; until it exists, a listener is refused by closing
+        // it, which makes every notifying call in the sandbox fail with ENOSYS.
+        descriptor.Dispose();
     }
 
     private void Handle(HelperReport report)
