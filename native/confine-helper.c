@@ -276,15 +276,11 @@ static void parse_plan(const uint8_t *buffer, size_t size) {
     }
   }
 
-  if (plan.argc == 0)
-    fail(STEP_READ_PLAN, EINVAL, "plan has no command");
-  if (plan.base_dir == NULL || plan.rootfs_options == NULL || plan.workdir == NULL)
-    fail(STEP_READ_PLAN, EINVAL, "plan lacks its base directory, rootfs or working directory");
 }
 
-static uint8_t *read_plan(size_t *size) {
+static uint8_t *read_plan(int fd, size_t *size) {
   struct stat st;
-  if (fstat(FD_PLAN, &st) < 0)
+  if (fstat(fd, &st) < 0)
     fail(STEP_READ_PLAN, errno, "fstat of the plan descriptor");
   if (st.st_size <= 0 || st.st_size > (64 << 20))
     fail(STEP_READ_PLAN, EINVAL, "plan size %lld", (long long)st.st_size);
@@ -295,16 +291,51 @@ static uint8_t *read_plan(size_t *size) {
     fail(STEP_READ_PLAN, ENOMEM, "plan buffer");
   size_t done = 0;
   while (done < (size_t)st.st_size) {
-    ssize_t n = pread(FD_PLAN, buffer + done, (size_t)st.st_size - done, (off_t)done);
+    ssize_t n = pread(fd, buffer + done, (size_t)st.st_size - done, (off_t)done);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
       fail(STEP_READ_PLAN, n < 0 ? errno : EIO, "reading the plan");
     done += (size_t)n;
   }
-  close(FD_PLAN);
+  close(fd);
   *size = done;
   return buffer;
+}
+
+/* Waits for the command plan: a PLAN_MAGIC message carrying a memfd. End-of-file means the caller
+ * gave this sandbox up before using it. */
+static void receive_command_plan(void) {
+  struct report ready = { .type = REPORT_READY, .time_ns = monotonic_ns() };
+  send_report(&ready);
+
+  uint32_t magic = 0;
+  struct iovec iov = { .iov_base = &magic, .iov_len = sizeof magic };
+  char control[CMSG_SPACE(sizeof(int))];
+  struct msghdr message = {
+    .msg_iov = &iov,
+    .msg_iovlen = 1,
+    .msg_control = control,
+    .msg_controllen = sizeof control,
+  };
+  ssize_t n;
+  do
+    n = recvmsg(FD_REPORT, &message, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n == 0)
+    _exit(0);
+  struct cmsghdr *header = CMSG_FIRSTHDR(&message);
+  if (n != (ssize_t)sizeof magic || magic != PLAN_MAGIC || header == NULL ||
+      header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS)
+    fail(STEP_COMMAND_PLAN, n < 0 ? errno : EPROTO, "malformed command plan message");
+  int fd;
+  memcpy(&fd, CMSG_DATA(header), sizeof fd);
+
+  size_t size;
+  uint8_t *buffer = read_plan(fd, &size);
+  parse_plan(buffer, size);
+  if (plan.argc == 0 || plan.workdir == NULL)
+    fail(STEP_COMMAND_PLAN, EINVAL, "command plan has no command or working directory");
 }
 
 /* ---- Small file helpers --------------------------------------------------------------------- */
@@ -948,6 +979,8 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
   if (plan.loopback_up)
     bring_up_loopback();
 
+  receive_command_plan();
+
   sigset_t handled;
   sigemptyset(&handled);
   int forwarded[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
@@ -1029,8 +1062,10 @@ static int wait_for_init(pid_t init, int pidfd) {
 
 int main(void) {
   size_t size;
-  uint8_t *buffer = read_plan(&size);
+  uint8_t *buffer = read_plan(FD_PLAN, &size);
   parse_plan(buffer, size);
+  if (plan.base_dir == NULL || plan.rootfs_options == NULL || plan.argc != 0)
+    fail(STEP_READ_PLAN, EINVAL, "setup plan lacks its base directory or rootfs, or has a command");
   if (fcntl(FD_REPORT, F_SETFD, FD_CLOEXEC) < 0 || fcntl(FD_LIFELINE, F_SETFD, FD_CLOEXEC) < 0)
     fail(STEP_READ_PLAN, errno, "report or lifeline descriptor missing");
 

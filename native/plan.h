@@ -1,4 +1,11 @@
-/* The plan format shared by Confine's C# planner (src/Confine/Plan/PlanWriter.cs) and the helper.
+/* The plan format shared by Confine's C# planner (src/Confine/Planning/PlanWriter.cs) and the helper.
+ *
+ * A run has two plans. The setup plan, on FD_PLAN at start, builds the sandbox: namespaces, ids,
+ * cgroups, the root filesystem. The command plan says what to run in it: argv, environment, ids,
+ * rlimits, seccomp, Landlock. It arrives on the report socket as a memfd (SCM_RIGHTS) with a
+ * 4-byte PLAN_MAGIC message, at any time after the start: the init reads it once the sandbox is
+ * built and has sent REPORT_READY. Splitting them lets a caller build a sandbox before it knows
+ * the command.
  *
  * A plan is a header followed by records, all little-endian, no padding:
  *
@@ -94,7 +101,8 @@ enum report_type {
   REPORT_EXEC = 3,     /* the command is about to execve: time_ns */
   REPORT_EXIT = 4,     /* the command ended: status, rusage fields, time_ns */
   REPORT_INIT_GONE = 5, /* the init ended without REPORT_EXIT (it was killed): status */
-  REPORT_LISTENER = 6   /* the seccomp notification descriptor rides along as SCM_RIGHTS */
+  REPORT_LISTENER = 6,  /* the seccomp notification descriptor rides along as SCM_RIGHTS */
+  REPORT_READY = 7      /* the sandbox is built and waits for its command plan */
 };
 
 /* Steps, in the order they run. The numbers travel in reports; never renumber. */
@@ -129,6 +137,7 @@ enum step {
   STEP_SECCOMP = 28,
   STEP_EXEC = 29,
   STEP_SUPERVISE = 30,
+  STEP_COMMAND_PLAN = 31,
 };
 
 #define REPORT_DETAIL_SIZE 256

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Confine on this machine: the xunit suite (real namespaces, cgroups and
-# seccomp, as root and, through setpriv, as an unprivileged user), then the benchmark.
-# Expects scripts/setup.sh to have run.
+# seccomp, as root and, through setpriv, as an unprivileged user); the cgroup v2 tests again in a
+# QEMU guest with a real cgroup v2 hierarchy, since this host's cgroup v2 mount has no
+# controllers; then the benchmark. Expects scripts/setup.sh to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,18 @@ summary=$(grep -E '^(Passed|Failed)!' "$log" | tail -n 1 || true)
 passed=$(sed -nE 's/.*Passed: +([0-9]+).*/\1/p' <<<"$summary")
 failed=$(sed -nE 's/.*Failed: +([0-9]+),.*/\1/p' <<<"$summary")
 skipped=$(sed -nE 's/.*Skipped: +([0-9]+).*/\1/p' <<<"$summary")
+
+if [ "${RUN_CGROUP_V2_VM:-1}" = 1 ]; then
+  vm_status=0
+  scripts/cgroup-v2-vm/run.sh dotnet tests/Confine.Tests/bin/Release/net10.0/Confine.Tests.dll \
+    --trait Requirement=CgroupV2 --no-skips 2>&1 | tee -a "$log" || vm_status=$?
+  vm_line=$(grep -E '^[0-9]+ run, [0-9]+ failed' "$log" | tail -n 1 || true)
+  vm_run=$(sed -nE 's/^([0-9]+) run.*/\1/p' <<<"$vm_line")
+  vm_failed=$(sed -nE 's/^[0-9]+ run, ([0-9]+) failed.*/\1/p' <<<"$vm_line")
+  passed=$(( ${passed:-0} + ${vm_run:-0} - ${vm_failed:-0} ))
+  failed=$(( ${failed:-0} + ${vm_failed:-0} ))
+  [ "$vm_status" -eq 0 ] || { echo "test: the cgroup v2 tests in the VM failed (exit $vm_status)" >&2; status=1; }
+fi
 
 if [ "${RUN_BENCHMARK:-1}" = 1 ] && [ "$status" -eq 0 ]; then
   dotnet bench/Confine.Bench/bin/Release/net10.0/Confine.Bench.dll --runs 200

@@ -2,6 +2,9 @@ using System.CommandLine;
 using Confine;
 using Confine.Cli;
 
+// One run per process: a sandbox prepared for a next run would only be thrown away.
+Sandbox.PrepareAhead = false;
+
 var root = new RootCommand("Confine: run untrusted commands in an isolated Linux sandbox and get an exact verdict back");
 root.Subcommands.Add(RunCommand.Create());
 

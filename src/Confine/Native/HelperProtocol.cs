@@ -54,6 +54,7 @@ internal static class HelperProtocol
     public const uint REPORT_EXIT = 4;
     public const uint REPORT_INIT_GONE = 5;
     public const uint REPORT_LISTENER = 6;
+    public const uint REPORT_READY = 7;
 
     public const int REPORT_DETAIL_SIZE = 256;
     public const int ReportSize = 4 * 4 + 8 * 5 + REPORT_DETAIL_SIZE;
@@ -105,6 +106,7 @@ internal static class HelperProtocol
         28 => "seccomp",
         29 => "exec",
         30 => "supervise",
+        31 => "command_plan",
         _ => $"step {step}",
     };
 

@@ -24,6 +24,7 @@ internal static unsafe partial class Interop
     internal const int SOCK_NONBLOCK = 0x800;
     internal const int SOCK_CLOEXEC = 0x80000;
     internal const int MSG_DONTWAIT = 0x40;
+    internal const int MSG_NOSIGNAL = 0x4000;
     internal const int MSG_CMSG_CLOEXEC = 0x40000000;
     internal const int SOL_SOCKET = 1;
     internal const int SCM_RIGHTS = 1;
@@ -105,6 +106,9 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, SetLastError = true)]
     internal static partial nint recvmsg(int fd, MsgHdr* message, int flags);
+
+    [LibraryImport(Libc, SetLastError = true)]
+    internal static partial nint sendmsg(int fd, MsgHdr* message, int flags);
 
     [LibraryImport(Libc, SetLastError = true)]
     internal static partial int fcntl(int fd, int command, int argument);

@@ -11,6 +11,9 @@ internal readonly record struct HostIdentity(uint Uid, uint Gid)
     public bool IsRoot => Uid == 0;
 }
 
+/// <summary>The two plans of one run (see native/plan.h): how to build the sandbox, and what to run in it.</summary>
+internal sealed record SandboxPlan(byte[] Setup, byte[] Command);
+
 /// <summary>Extra plan input that comes from the run rather than the policy.</summary>
 internal sealed record PlanExtras
 {
@@ -44,7 +47,11 @@ internal static class SandboxPlanner
 
     private const ulong TmpfsFlags = MS_NOSUID | MS_NODEV;
 
-    public static byte[] Build(SandboxPolicy policy, IReadOnlyList<string> command, HostIdentity host, PlanExtras extras)
+    public static SandboxPlan Build(SandboxPolicy policy, IReadOnlyList<string> command, HostIdentity host, PlanExtras extras) =>
+        new(BuildSetup(policy, host, extras), BuildCommand(policy, command, host, extras));
+
+    /// <summary>The setup plan: namespaces, ids, cgroups, the root filesystem. It does not depend on the command.</summary>
+    public static byte[] BuildSetup(SandboxPolicy policy, HostIdentity host, PlanExtras extras)
     {
         var plan = new PlanWriter();
 
@@ -71,6 +78,20 @@ internal static class SandboxPlanner
         if (policy.Network == NetworkMode.None)
         {
             plan.Empty(PLAN_LOOPBACK_UP);
+        }
+
+        return plan.WrittenSpan.ToArray();
+    }
+
+    /// <summary>The command plan: what runs in the sandbox, as whom, and under which filters.</summary>
+    public static byte[] BuildCommand(SandboxPolicy policy, IReadOnlyList<string> command, HostIdentity host, PlanExtras extras)
+    {
+        var plan = new PlanWriter();
+        plan.User(policy.User.Uid, policy.User.Gid);
+        if (!host.IsRoot && policy.User != SandboxUser.Root)
+        {
+            // An ordinary user's sandbox has one id, its root; other ids live in a nested namespace.
+            plan.Empty(PLAN_NESTED_USERNS);
         }
 
         plan.String(PLAN_WORKDIR, policy.WorkingDirectory);
@@ -137,7 +158,6 @@ internal static class SandboxPlanner
 
     private static void WriteIdMaps(PlanWriter plan, SandboxPolicy policy, HostIdentity host)
     {
-        plan.User(policy.User.Uid, policy.User.Gid);
         if (host.IsRoot)
         {
             // Root can map a whole range, so sandbox ids keep their meaning and none is a host id in use.
@@ -153,10 +173,6 @@ internal static class SandboxPlanner
         plan.String(PLAN_UID_MAP, $"0 {host.Uid} 1\n");
         plan.Empty(PLAN_SETGROUPS_DENY);
         plan.String(PLAN_GID_MAP, $"0 {host.Gid} 1\n");
-        if (policy.User != SandboxUser.Root)
-        {
-            plan.Empty(PLAN_NESTED_USERNS);
-        }
     }
 
     private static string ChooseStagingDirectory()

@@ -6,6 +6,25 @@ namespace Confine;
 public static class Sandbox
 {
     /// <summary>
+    /// Whether a run leaves a sandbox built ahead of time for the next run of the same policy, so
+    /// that the next run only has to start its command (runs with cgroup limits are never prepared).
+    /// On by default; a program that runs one sandbox and exits should turn it off. The environment
+    /// variable <c>CONFINE_PREPARE_AHEAD=0</c> turns it off too.
+    /// </summary>
+    public static bool PrepareAhead
+    {
+        get => SandboxPool.Enabled;
+        set
+        {
+            SandboxPool.Enabled = value;
+            if (!value)
+            {
+                SandboxPool.Clear();
+            }
+        }
+    }
+
+    /// <summary>
     /// Runs <paramref name="command"/> (argv; the program is looked up in the policy's PATH inside the
     /// sandbox) under <paramref name="policy"/> and returns how it ended. A problem with the policy or
     /// command throws <see cref="PolicyException"/> before anything is created; everything that goes

@@ -21,7 +21,7 @@ internal enum KillReason
 /// One run of one command: starts the helper, serves its pipes and reports, enforces the limits
 /// that are measured from outside, and turns what happened into a <see cref="Verdict"/>.
 /// </summary>
-internal sealed class SandboxRun
+internal sealed class SandboxRun : IReportSink
 {
     private SandboxPolicy _policy;
     private readonly List<string> _weakened = [];
@@ -31,7 +31,8 @@ internal sealed class SandboxRun
     private readonly object _gate = new();
     private readonly TaskCompletionSource _reportsClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private SafeFileHandle? _lifeline;
+    private PreparedSandbox? _sandbox;
+    private bool _prepared;
     private Timer? _timeoutTimer;
     private KillReason _killReason;
     private long _killTimestamp;
@@ -59,58 +60,38 @@ internal sealed class SandboxRun
             return refused;
         }
 
-        byte[] plan = SandboxPlanner.Build(_policy, _command, HostIdentity.Current, new PlanExtras());
+        var extras = new PlanExtras();
+        SandboxPlan plan = SandboxPlanner.Build(_policy, _command, HostIdentity.Current, extras);
 
-        var stdout = new OutputCollector(_policy.StdoutLimitBytes, _io.Stdout, () => Kill(KillReason.OutputLimit));
-        var stderr = new OutputCollector(_policy.StderrLimitBytes, _io.Stderr, () => Kill(KillReason.OutputLimit));
-
-        int helperPid;
-        Task stdinTask;
-        var (stdinRead, stdinWrite) = Posix.Pipe();
-        var (stdoutRead, stdoutWrite) = Posix.Pipe();
-        var (stderrRead, stderrWrite) = Posix.Pipe();
-        var (reportOurs, reportTheirs) = Posix.SeqPacketPair();
-        var (lifelineRead, lifelineWrite) = Posix.Pipe();
-        _lifeline = lifelineWrite;
-        using (SafeFileHandle planFile = Posix.MemoryFile("confine-plan", plan))
-        using (stdinRead)
-        using (stdoutWrite)
-        using (stderrWrite)
-        using (reportTheirs)
-        using (lifelineRead)
+        PreparedSandbox sandbox;
+        try
         {
-            try
-            {
-                helperPid = HelperProcess.Spawn([stdinRead, stdoutWrite, stderrWrite, planFile, reportTheirs, lifelineRead]);
-            }
-            catch (ErrnoException e)
-            {
-                foreach (SafeFileHandle handle in (SafeFileHandle[])[stdinWrite, stdoutRead, stderrRead, reportOurs, lifelineWrite])
-                {
-                    handle.Dispose();
-                }
-
-                return SetupFailed("spawn_helper", e.Errno, HelperProcess.Path, $"cannot start the helper: {e.Message}");
-            }
+            (sandbox, _prepared) = SandboxPool.Take(plan.Setup, poolable: extras.CgroupProcsFiles.Count == 0);
+        }
+        catch (ErrnoException e)
+        {
+            return SetupFailed("spawn_helper", e.Errno, HelperProcess.Path, $"cannot start the helper: {e.Message}");
         }
 
-        IoLoop loop = IoLoop.Shared;
-        loop.Register(stdoutRead, stdout.OnReadable);
-        loop.Register(stderrRead, stderr.OnReadable);
-        loop.Register(reportOurs, OnReport);
-        stdinTask = FeedStdinAsync(stdinWrite);
+        _sandbox = sandbox;
+        var stdout = new OutputCollector(_policy.StdoutLimitBytes, _io.Stdout, () => Kill(KillReason.OutputLimit));
+        var stderr = new OutputCollector(_policy.StderrLimitBytes, _io.Stderr, () => Kill(KillReason.OutputLimit));
+        sandbox.Attach(this);
+        sandbox.SendCommandPlan(plan.Command);
+        IoLoop.Shared.Register(sandbox.Stdout, stdout.OnReadable);
+        IoLoop.Shared.Register(sandbox.Stderr, stderr.OnReadable);
+        Task stdinTask = FeedStdinAsync(sandbox.Stdin);
 
         using CancellationTokenRegistration cancellation = cancellationToken.Register(() => Kill(KillReason.Cancelled));
 
         await Task.WhenAll(_reportsClosed.Task, stdout.Closed, stderr.Closed).ConfigureAwait(false);
 
         // The report socket closes when the outer helper exits, so this wait is at most a moment.
-        int helperStatus = Posix.WaitPid(helperPid);
+        int helperStatus = sandbox.Reap();
         lock (_gate)
         {
             _timeoutTimer?.Dispose();
-            _lifeline?.Dispose();
-            _lifeline = null;
+            sandbox.Kill();
         }
 
         await stdinTask.ConfigureAwait(false);
@@ -149,75 +130,15 @@ internal sealed class SandboxRun
                 _killTimestamp = Stopwatch.GetTimestamp();
             }
 
-            _lifeline?.Dispose();
-            _lifeline = null;
+            _sandbox?.Kill();
         }
     }
 
-    private unsafe bool OnReport(SafeFileHandle handle)
-    {
-        Span<byte> buffer = stackalloc byte[ReportSize + 64];
-        // Room for one SCM_RIGHTS header with one descriptor: cmsghdr is 16 bytes on x86_64.
-        Span<byte> control = stackalloc byte[64];
-        int fd = (int)handle.DangerousGetHandle();
-        while (true)
-        {
-            nint n;
-            int received = -1;
-            fixed (byte* start = buffer)
-            fixed (byte* controlStart = control)
-            {
-                control.Clear();
-                var iov = new Interop.IoVec { Base = start, Length = (nuint)buffer.Length };
-                var message = new Interop.MsgHdr
-                {
-                    Iov = &iov,
-                    IovLength = 1,
-                    Control = controlStart,
-                    ControlLength = (nuint)control.Length,
-                };
-                n = Interop.recvmsg(fd, &message, Interop.MSG_DONTWAIT | Interop.MSG_CMSG_CLOEXEC);
-                if (n > 0 && message.ControlLength >= 20)
-                {
-                    // struct cmsghdr { size_t len; int level; int type; } then the descriptor.
-                    int level = *(int*)(controlStart + 8);
-                    int type = *(int*)(controlStart + 12);
-                    if (level == Interop.SOL_SOCKET && type == Interop.SCM_RIGHTS)
-                    {
-                        received = *(int*)(controlStart + 16);
-                    }
-                }
-            }
+    void IReportSink.OnReport(HelperReport report) => Handle(report);
 
-            if (received >= 0)
-            {
-                OnDescriptor(HelperReport.Parse(buffer[..(int)n]), new SafeFileHandle(received, ownsHandle: true));
-                continue;
-            }
+    void IReportSink.OnDescriptor(HelperReport report, SafeFileHandle descriptor) => OnDescriptor(report, descriptor);
 
-            if (n < 0)
-            {
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Interop.EINTR)
-                {
-                    continue;
-                }
-
-                if (errno == Interop.EAGAIN)
-                {
-                    return true;
-                }
-            }
-
-            if (n <= 0)
-            {
-                _reportsClosed.TrySetResult();
-                return false;
-            }
-
-            Handle(HelperReport.Parse(buffer[..(int)n]));
-        }
-    }
+    void IReportSink.OnReportsClosed() => _reportsClosed.TrySetResult();
 
     /// <summary>A descriptor the helper passed over the report socket.</summary>
     private void OnDescriptor(HelperReport report, SafeFileHandle descriptor)
@@ -258,6 +179,7 @@ internal sealed class SandboxRun
                     _error ??= report;
                     break;
                 case REPORT_INIT_PID:
+                case REPORT_READY:
                     break;
                 default:
                     throw new InvalidDataException($"unknown helper report type {report.Type}");
@@ -320,6 +242,7 @@ internal sealed class SandboxRun
             Stdout = stdout.ToCapturedOutput(),
             Stderr = stderr.ToCapturedOutput(),
             Weakened = [.. _weakened],
+            PreparedAhead = _prepared,
         };
 
         if (_exec is HelperReport exec)

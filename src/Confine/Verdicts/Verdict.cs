@@ -76,6 +76,13 @@ public sealed record Verdict
     [JsonPropertyName("setup_time_s")]
     public double SetupTimeSeconds { get; init; }
 
+    /// <summary>
+    /// Whether the sandbox was built ahead of the call, for an earlier run of the same policy; its
+    /// setup time then covers only what was left to do.
+    /// </summary>
+    [JsonPropertyName("prepared_ahead")]
+    public bool PreparedAhead { get; init; }
+
     /// <summary>What failed, when <see cref="Status"/> is <see cref="VerdictStatus.SetupFailed"/>.</summary>
     [JsonPropertyName("error")]
     public SetupError? Error { get; init; }

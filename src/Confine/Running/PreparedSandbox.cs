@@ -1,0 +1,255 @@
+using System.Runtime.InteropServices;
+using Confine.Native;
+using Microsoft.Win32.SafeHandles;
+using static Confine.Native.HelperProtocol;
+
+namespace Confine.Running;
+
+/// <summary>
+/// A started helper: a sandbox that is being built, or is built and waits for its command plan.
+/// It owns Confine's ends of the sandbox's descriptors and buffers the helper's reports until a
+/// run takes it over.
+/// </summary>
+internal sealed unsafe class PreparedSandbox
+{
+    private readonly object _gate = new();
+    private readonly List<(HelperReport Report, SafeFileHandle? Descriptor)> _pending = [];
+    private IReportSink? _sink;
+    private bool _closed;
+    private int _reaped;
+    private int _status;
+
+    private PreparedSandbox(int pid, SafeFileHandle stdin, SafeFileHandle stdout, SafeFileHandle stderr, SafeFileHandle report, SafeFileHandle lifeline)
+    {
+        HelperPid = pid;
+        Stdin = stdin;
+        Stdout = stdout;
+        Stderr = stderr;
+        Report = report;
+        Lifeline = lifeline;
+    }
+
+    public int HelperPid { get; }
+
+    public SafeFileHandle Stdin { get; }
+
+    public SafeFileHandle Stdout { get; }
+
+    public SafeFileHandle Stderr { get; }
+
+    private SafeFileHandle Report { get; }
+
+    private SafeFileHandle Lifeline { get; }
+
+    /// <summary>Whether the sandbox has reported that it is built and waits for a command.</summary>
+    public bool IsReady { get; private set; }
+
+    /// <summary>Whether setup failed or the helper is gone: such a sandbox is only good for its error.</summary>
+    public bool HasFailed { get; private set; }
+
+    /// <summary>Starts the helper on <paramref name="setupPlan"/>.</summary>
+    public static PreparedSandbox Start(byte[] setupPlan)
+    {
+        var (stdinRead, stdinWrite) = Posix.Pipe();
+        var (stdoutRead, stdoutWrite) = Posix.Pipe();
+        var (stderrRead, stderrWrite) = Posix.Pipe();
+        var (reportOurs, reportTheirs) = Posix.SeqPacketPair();
+        var (lifelineRead, lifelineWrite) = Posix.Pipe();
+        int pid;
+        using (SafeFileHandle planFile = Posix.MemoryFile("confine-setup-plan", setupPlan))
+        using (stdinRead)
+        using (stdoutWrite)
+        using (stderrWrite)
+        using (reportTheirs)
+        using (lifelineRead)
+        {
+            try
+            {
+                pid = HelperProcess.Spawn([stdinRead, stdoutWrite, stderrWrite, planFile, reportTheirs, lifelineRead]);
+            }
+            catch
+            {
+                foreach (SafeFileHandle handle in (SafeFileHandle[])[stdinWrite, stdoutRead, stderrRead, reportOurs, lifelineWrite])
+                {
+                    handle.Dispose();
+                }
+
+                throw;
+            }
+        }
+
+        var sandbox = new PreparedSandbox(pid, stdinWrite, stdoutRead, stderrRead, reportOurs, lifelineWrite);
+        IoLoop.Shared.Register(reportOurs, sandbox.OnReportReadable);
+        return sandbox;
+    }
+
+    /// <summary>Routes every report, those already received first, to <paramref name="sink"/>.</summary>
+    public void Attach(IReportSink sink)
+    {
+        lock (_gate)
+        {
+            _sink = sink;
+            foreach ((HelperReport report, SafeFileHandle? descriptor) in _pending)
+            {
+                Deliver(report, descriptor);
+            }
+
+            _pending.Clear();
+            if (_closed)
+            {
+                sink.OnReportsClosed();
+            }
+        }
+    }
+
+    /// <summary>Sends the command plan; the init runs it as soon as the sandbox is built.</summary>
+    public void SendCommandPlan(byte[] commandPlan)
+    {
+        using SafeFileHandle planFile = Posix.MemoryFile("confine-command-plan", commandPlan);
+        int fd = (int)Report.DangerousGetHandle();
+        int planFd = (int)planFile.DangerousGetHandle();
+        uint magic = PLAN_MAGIC;
+        byte* control = stackalloc byte[24];
+        new Span<byte>(control, 24).Clear();
+        *(nuint*)control = 20; // cmsg_len = CMSG_LEN(sizeof(int))
+        *(int*)(control + 8) = Interop.SOL_SOCKET;
+        *(int*)(control + 12) = Interop.SCM_RIGHTS;
+        *(int*)(control + 16) = planFd;
+        var iov = new Interop.IoVec { Base = &magic, Length = sizeof(uint) };
+        var message = new Interop.MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = 24 };
+        // A helper that already failed has closed its end; its error report tells the caller why,
+        // so a failed send needs no report of its own.
+        Interop.sendmsg(fd, &message, Interop.MSG_NOSIGNAL);
+    }
+
+    /// <summary>Kills the sandbox: the helper kills the init through its pidfd.</summary>
+    public void Kill() => Lifeline.Dispose();
+
+    /// <summary>Reaps the helper once; later calls return the same status.</summary>
+    public int Reap()
+    {
+        lock (_gate)
+        {
+            if (_reaped == 0)
+            {
+                _status = Posix.WaitPid(HelperPid);
+                _reaped = 1;
+            }
+
+            return _status;
+        }
+    }
+
+    /// <summary>Gives up a sandbox nobody will use: kill it, close everything, reap it off-thread.</summary>
+    public void Discard()
+    {
+        Kill();
+        Stdin.Dispose();
+        Stdout.Dispose();
+        Stderr.Dispose();
+        _ = Task.Run(Reap);
+    }
+
+    private bool OnReportReadable(SafeFileHandle handle)
+    {
+        Span<byte> buffer = stackalloc byte[ReportSize + 64];
+        // Room for one SCM_RIGHTS header with one descriptor: cmsghdr is 16 bytes on x86_64.
+        Span<byte> control = stackalloc byte[64];
+        int fd = (int)handle.DangerousGetHandle();
+        while (true)
+        {
+            nint n;
+            int received = -1;
+            fixed (byte* start = buffer)
+            fixed (byte* controlStart = control)
+            {
+                control.Clear();
+                var iov = new Interop.IoVec { Base = start, Length = (nuint)buffer.Length };
+                var message = new Interop.MsgHdr
+                {
+                    Iov = &iov,
+                    IovLength = 1,
+                    Control = controlStart,
+                    ControlLength = (nuint)control.Length,
+                };
+                n = Interop.recvmsg(fd, &message, Interop.MSG_DONTWAIT | Interop.MSG_CMSG_CLOEXEC);
+                if (n > 0 && message.ControlLength >= 20
+                    && *(int*)(controlStart + 8) == Interop.SOL_SOCKET && *(int*)(controlStart + 12) == Interop.SCM_RIGHTS)
+                {
+                    received = *(int*)(controlStart + 16);
+                }
+            }
+
+            if (n < 0)
+            {
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == Interop.EINTR)
+                {
+                    continue;
+                }
+
+                if (errno == Interop.EAGAIN)
+                {
+                    return true;
+                }
+            }
+
+            if (n <= 0)
+            {
+                lock (_gate)
+                {
+                    _closed = true;
+                    HasFailed = true;
+                    _sink?.OnReportsClosed();
+                }
+
+                return false;
+            }
+
+            HelperReport report = HelperReport.Parse(buffer[..(int)n]);
+            SafeFileHandle? descriptor = received >= 0 ? new SafeFileHandle(received, ownsHandle: true) : null;
+            lock (_gate)
+            {
+                if (report.Type == REPORT_READY)
+                {
+                    IsReady = true;
+                }
+                else if (report.Type == REPORT_ERROR)
+                {
+                    HasFailed = true;
+                }
+
+                if (_sink is null)
+                {
+                    _pending.Add((report, descriptor));
+                }
+                else
+                {
+                    Deliver(report, descriptor);
+                }
+            }
+        }
+    }
+
+    private void Deliver(HelperReport report, SafeFileHandle? descriptor)
+    {
+        if (descriptor is null)
+        {
+            _sink!.OnReport(report);
+        }
+        else
+        {
+            _sink!.OnDescriptor(report, descriptor);
+        }
+    }
+}
+
+/// <summary>Receives a prepared sandbox's reports once a run has taken it.</summary>
+internal interface IReportSink
+{
+    void OnReport(HelperReport report);
+
+    void OnDescriptor(HelperReport report, SafeFileHandle descriptor);
+
+    void OnReportsClosed();
+}

@@ -1,0 +1,121 @@
+namespace Confine.Running;
+
+/// <summary>
+/// Sandboxes built ahead of time for policies that were run before. Building the namespaces and
+/// the root filesystem is most of a sandbox's start-up; a service that runs the same policy again
+/// and again (a bot, a judge) gets it done before the next command arrives. A prepared sandbox has
+/// run nothing: it is exactly what a fresh run would build, waiting for its command plan.
+/// </summary>
+/// <remarks>
+/// Only runs without a cgroup are prepared, since a cgroup is made for one run. At most one
+/// sandbox waits per setup plan, for <see cref="MaxKinds"/> plans, and each is discarded after
+/// <see cref="IdleLifetime"/> unused; all die with the process, like every sandbox.
+/// </remarks>
+internal static class SandboxPool
+{
+    public const int MaxKinds = 4;
+
+    public static readonly TimeSpan IdleLifetime = TimeSpan.FromSeconds(30);
+
+    private static readonly object s_gate = new();
+    private static readonly List<Entry> s_idle = [];
+
+    /// <summary>Whether runs leave a sandbox prepared for the next run of the same policy.</summary>
+    public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("CONFINE_PREPARE_AHEAD") != "0";
+
+    /// <summary>A sandbox for <paramref name="setupPlan"/>: a prepared one if there is one, else a new one.</summary>
+    public static (PreparedSandbox Sandbox, bool Prepared) Take(byte[] setupPlan, bool poolable)
+    {
+        PreparedSandbox? taken = null;
+        if (poolable && Enabled)
+        {
+            lock (s_gate)
+            {
+                int index = s_idle.FindIndex(e => e.Plan.AsSpan().SequenceEqual(setupPlan));
+                if (index >= 0)
+                {
+                    Entry entry = s_idle[index];
+                    s_idle.RemoveAt(index);
+                    entry.Expiry.Dispose();
+                    if (!entry.Sandbox.HasFailed)
+                    {
+                        taken = entry.Sandbox;
+                    }
+                    else
+                    {
+                        entry.Sandbox.Discard();
+                    }
+                }
+            }
+
+            // Prepare the next one while this one runs.
+            _ = Task.Run(() => Refill(setupPlan));
+        }
+
+        return taken is null ? (PreparedSandbox.Start(setupPlan), false) : (taken, true);
+    }
+
+    private static void Refill(byte[] setupPlan)
+    {
+        PreparedSandbox sandbox;
+        try
+        {
+            sandbox = PreparedSandbox.Start(setupPlan);
+        }
+        catch (Exception)
+        {
+            // A sandbox that cannot even start is reported by the next run that tries it itself.
+            return;
+        }
+
+        lock (s_gate)
+        {
+            bool full = s_idle.Any(e => e.Plan.AsSpan().SequenceEqual(setupPlan))
+                || s_idle.Select(e => e.Plan).Distinct().Count() >= MaxKinds;
+            if (full || !Enabled)
+            {
+                sandbox.Discard();
+                return;
+            }
+
+            Entry? entry = null;
+            var expiry = new Timer(_ => Expire(entry!), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            entry = new Entry(setupPlan, sandbox, expiry);
+            s_idle.Add(entry);
+            expiry.Change(IdleLifetime, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private static void Expire(Entry entry)
+    {
+        lock (s_gate)
+        {
+            if (!s_idle.Remove(entry))
+            {
+                return;
+            }
+        }
+
+        entry.Expiry.Dispose();
+        entry.Sandbox.Discard();
+    }
+
+    /// <summary>Discards every prepared sandbox.</summary>
+    public static void Clear()
+    {
+        List<Entry> entries;
+        lock (s_gate)
+        {
+            entries = [.. s_idle];
+            s_idle.Clear();
+        }
+
+        foreach (Entry entry in entries)
+        {
+            entry.Expiry.Dispose();
+            entry.Sandbox.Discard();
+        }
+    }
+
+    private sealed record Entry(byte[] Plan, PreparedSandbox Sandbox, Timer Expiry);
+}
