@@ -557,34 +557,28 @@ static void readonly_source_submounts(void) {
   fclose(f);
 }
 
-/* Detaches the old root, which pivot_root(".", ".") left stacked on top of the new one.
+/* The old root, which pivot_root(".", ".") left stacked on top of the new one, is detached by the
+ * outer process, not here.
  *
  * umount2 unhashes the mounts at once but then waits for an RCU grace period before it returns
- * (about 2 ms here, most of a sandbox's setup time). A short-lived child makes the call instead,
- * and the init goes on as soon as "/.." resolves to the new root. It must be "/..": a lookup of
- * "/" starts at the process's root and never sees what is stacked on it, while ".." at the root
- * crosses into the stacked mount, so until the detach has happened "/.." still reaches the old
- * root and every host path beneath it. The child ends by itself and is reaped as an orphan. */
-static void detach_old_root(dev_t new_root_dev) {
-  pid_t child = fork();
-  if (child < 0)
-    fail(STEP_PIVOT_ROOT, errno, "fork to detach the old root");
-  if (child == 0)
-    _exit(umount2(".", MNT_DETACH) < 0 ? errno : 0);
+ * (about 2 ms here, most of a sandbox's setup time). The outer process makes that call from
+ * inside the sandbox's mount namespace (see detach_for_init), and the init goes on as soon as
+ * "/.." resolves to the new root. It must be "/..": a lookup of "/" starts at the process's root
+ * and never sees what is stacked on it, while ".." at the root crosses into the stacked mount, so
+ * until the detach has happened "/.." still reaches the old root and every host path beneath it.
+ * A process of the sandbox's own could make the call too, but the init's exit would then wait for
+ * its grace period: a PID namespace ends only when its last task has. */
+static int pivot_fd = -1;
 
+static void await_old_root_detach(dev_t new_root_dev) {
+  if (write(pivot_fd, "p", 1) != 1)
+    fail(STEP_PIVOT_ROOT, errno, "asking for the old root's detach");
+  close(pivot_fd);
   for (;;) {
     struct stat root;
     if (stat("/..", &root) == 0 && root.st_dev == new_root_dev)
       return;
-    int status;
-    if (waitpid(child, &status, WNOHANG) == child) {
-      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail(STEP_PIVOT_ROOT, WIFEXITED(status) ? WEXITSTATUS(status) : EINTR,
-             "detaching the old root");
-      if (stat("/..", &root) == 0 && root.st_dev == new_root_dev)
-        return;
-      fail(STEP_PIVOT_ROOT, EBUSY, "the old root is still in place after its detach");
-    }
+    /* The outer process kills the init if the detach fails, so this loop cannot outlive it. */
     sched_yield();
   }
 }
@@ -623,7 +617,7 @@ static void build_root(void) {
     fail(STEP_PIVOT_ROOT, errno, "chdir to the new root");
   if (syscall(SYS_pivot_root, ".", ".") < 0)
     fail(STEP_PIVOT_ROOT, errno, "pivot_root into the new root");
-  detach_old_root(new_root.st_dev);
+  await_old_root_detach(new_root.st_dev);
   if (chdir("/") < 0)
     fail(STEP_PIVOT_ROOT, errno, "chdir to /");
 
@@ -968,12 +962,14 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
   if (setresuid(0, 0, 0) < 0)
     fail(STEP_SETUID, errno, "setresuid(0) in init");
 
-  /* Nothing inside may read the init's memory or its /proc files. */
-  prctl(PR_SET_DUMPABLE, 0);
   if (setsid() < 0)
     fail(STEP_SETSID, errno, "setsid in init");
 
   build_root();
+
+  /* Nothing inside may read the init's memory or its /proc files. Not earlier: the outer process
+   * needs ptrace-level access to enter the init's namespaces for the detach. */
+  prctl(PR_SET_DUMPABLE, 0);
   if (plan.hostname != NULL && sethostname(plan.hostname, strlen(plan.hostname)) < 0)
     fail(STEP_HOSTNAME, errno, "sethostname(%s)", plan.hostname);
   if (plan.loopback_up)
@@ -1030,16 +1026,36 @@ static void join_cgroups(pid_t init) {
   }
 }
 
+/* Detaches the init's old root from inside its mount namespace (see await_old_root_detach). An
+ * ordinary user has no rights over mount namespaces of its own user namespace, so it enters the
+ * sandbox's user namespace first, which it owns. Nothing after this needs the caller's
+ * namespaces: the outer process only waits and signals through its pidfd from here on. */
+static void detach_for_init(int pidfd) {
+  if (setns(pidfd, CLONE_NEWNS) < 0 && (errno != EPERM || setns(pidfd, CLONE_NEWUSER | CLONE_NEWNS) < 0)) {
+    int err = errno;
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    fail(STEP_PIVOT_ROOT, err, "entering the sandbox's mount namespace to detach the old root");
+  }
+  /* Entering a mount namespace leaves the working directory at the top of whatever is stacked on
+   * its root: here, the old root. */
+  if (umount2(".", MNT_DETACH) < 0) {
+    int err = errno;
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    fail(STEP_PIVOT_ROOT, err, "detaching the old root");
+  }
+}
+
 /* Waits for the init to end, or for the caller to close the lifeline (it died, or it wants the
- * sandbox gone), whichever comes first. */
-static int wait_for_init(pid_t init, int pidfd) {
+ * sandbox gone), whichever comes first; detaches the init's old root when it asks. */
+static int wait_for_init(pid_t init, int pidfd, int pivot) {
   bool killed = false;
   for (;;) {
-    struct pollfd fds[2] = {
+    struct pollfd fds[3] = {
       { .fd = pidfd, .events = POLLIN },
       { .fd = FD_LIFELINE, .events = killed ? 0 : POLLIN },
+      { .fd = pivot, .events = POLLIN },
     };
-    if (poll(fds, 2, -1) < 0) {
+    if (poll(fds, 3, -1) < 0) {
       if (errno == EINTR)
         continue;
       syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
@@ -1051,6 +1067,13 @@ static int wait_for_init(pid_t init, int pidfd) {
       /* The pidfd names this init and no other, so the signal cannot hit a reused pid. */
       syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
       killed = true;
+    }
+    if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) {
+      char request;
+      if (read(pivot, &request, 1) == 1 && !killed)
+        detach_for_init(pidfd);
+      close(pivot);
+      pivot = -1; /* poll ignores negative descriptors */
     }
   }
 
@@ -1069,8 +1092,8 @@ int main(void) {
   if (fcntl(FD_REPORT, F_SETFD, FD_CLOEXEC) < 0 || fcntl(FD_LIFELINE, F_SETFD, FD_CLOEXEC) < 0)
     fail(STEP_READ_PLAN, errno, "report or lifeline descriptor missing");
 
-  int go[2];
-  if (pipe2(go, O_CLOEXEC) < 0)
+  int go[2], pivot[2];
+  if (pipe2(go, O_CLOEXEC) < 0 || pipe2(pivot, O_CLOEXEC) < 0)
     fail(STEP_CLONE, errno, "pipe2");
 
   /* A plain fork-like clone: the child starts on a copy of this stack, so no stack is passed. */
@@ -1084,9 +1107,12 @@ int main(void) {
     fail(STEP_CLONE, errno, "clone with flags 0x%x", plan.clone_flags);
   if (init == 0) {
     close(go[1]);
+    close(pivot[0]);
+    pivot_fd = pivot[1];
     run_init(go[0]);
   }
   close(go[0]);
+  close(pivot[1]);
 
   write_id_maps(init);
   join_cgroups(init);
@@ -1096,7 +1122,7 @@ int main(void) {
     fail(STEP_CLONE, errno, "releasing the init");
   close(go[1]);
 
-  int status = wait_for_init(init, pidfd);
+  int status = wait_for_init(init, pidfd, pivot[0]);
   if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
     struct report gone = { .type = REPORT_INIT_GONE, .status = status, .time_ns = monotonic_ns() };
     send_report(&gone);
