@@ -1,0 +1,114 @@
+namespace Confine.Cgroups;
+
+/// <summary>
+/// The cgroup of one sandbox: a directory in each hierarchy it needs, named
+/// <c>confine-OWNERPID-OWNERSTART-NAME</c>, created beneath Confine's own cgroup (or beneath the
+/// policy's cgroup parent), with the policy's limits written. The helper writes the sandbox
+/// init's pid into every <see cref="ProcsFiles"/> entry before the command runs, so everything the
+/// command does is limited and counted. <see cref="Dispose"/> kills whatever is left and removes
+/// the directories.
+/// </summary>
+/// <remarks>
+/// The files are split by concern: creation and validation (<c>SandboxCgroup.Create.cs</c>),
+/// limits (<c>.Limits.cs</c>), accounting (<c>.Usage.cs</c>), killing and removal
+/// (<c>.Kill.cs</c>), and cleanup of cgroups left by dead owners (<c>.Stale.cs</c>).
+/// </remarks>
+internal sealed partial class SandboxCgroup : IDisposable
+{
+    private readonly CgroupHost _host;
+    private readonly List<Member> _members = [];
+    private readonly Member?[] _byController = new Member?[CgroupControllerNames.All.Length];
+    private readonly List<string> _unenforced;
+    private readonly List<string> _leftovers = [];
+    private bool _disposed;
+
+    /// <summary>The sandbox's directory in one hierarchy.</summary>
+    /// <param name="Hierarchy">The hierarchy.</param>
+    /// <param name="Directory">The sandbox's cgroup directory in it.</param>
+    private sealed record Member(CgroupHierarchy Hierarchy, string Directory)
+    {
+        public CgroupVersion Version => Hierarchy.Version;
+
+        public string ProcsFile => Path.Join(Directory, "cgroup.procs");
+
+        public string File(string name) => Path.Join(Directory, name);
+    }
+
+    private SandboxCgroup(CgroupHost host, CgroupName name, List<string> unenforced)
+    {
+        _host = host;
+        Name = name.ToString();
+        _unenforced = unenforced;
+    }
+
+    /// <summary>The directory name of the sandbox's cgroup in every hierarchy.</summary>
+    public string Name { get; }
+
+    /// <summary>The sandbox's cgroup directories, one per hierarchy joined.</summary>
+    public IReadOnlyList<string> Directories => [.. _members.Select(m => m.Directory)];
+
+    /// <summary>
+    /// The <c>cgroup.procs</c> files the sandbox's init must be written into, one per hierarchy,
+    /// before the command runs. Empty when the host gave no cgroup at all.
+    /// </summary>
+    public IReadOnlyList<string> ProcsFiles => [.. _members.Select(m => m.ProcsFile)];
+
+    /// <summary>
+    /// Limits the policy asked for that this host could not enforce, each as
+    /// <c>policy-key: reason</c>; only non-empty when the policy allowed unenforced limits (or for a
+    /// swap limit the policy did not ask for but implied).
+    /// </summary>
+    public IReadOnlyList<string> Unenforced => _unenforced;
+
+    /// <summary>Directories <see cref="Dispose"/> could not remove (a task that would not die).</summary>
+    public IReadOnlyList<string> Leftovers => _leftovers;
+
+    /// <summary>The sandbox's directory for <paramref name="controller"/>, or null when it has none.</summary>
+    public string? DirectoryOf(CgroupController controller) => _byController[(int)controller]?.Directory;
+
+    /// <summary>The cgroup version that serves <paramref name="controller"/> for this sandbox, or null.</summary>
+    public CgroupVersion? VersionOf(CgroupController controller) => _byController[(int)controller]?.Version;
+
+    private Member? Of(CgroupController controller) => _byController[(int)controller];
+
+    private void AddMember(CgroupHierarchy hierarchy, string directory, IEnumerable<CgroupController> controllers)
+    {
+        Member member = _members.FirstOrDefault(m => m.Directory == directory) ?? new Member(hierarchy, directory);
+        if (!_members.Contains(member))
+        {
+            _members.Add(member);
+        }
+
+        foreach (CgroupController controller in controllers)
+        {
+            _byController[(int)controller] = member;
+        }
+    }
+
+    /// <summary>Kills every task left in the sandbox's cgroups, then removes the directories. Never throws.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        if (!IsEmpty())
+        {
+            KillAll();
+        }
+
+        // The freezer goes last: if a task survived the kill, its cgroup stays frozen-capable.
+        foreach (Member member in _members.OrderBy(m => ReferenceEquals(m, Of(CgroupController.Freezer))))
+        {
+            if (!RemoveTree(member.Directory))
+            {
+                _leftovers.Add(member.Directory);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public override string ToString() => $"{Name} ({string.Join(", ", Directories)})";
+}
