@@ -55,7 +55,6 @@
 #define MAX_PATH 4096
 #define MAX_MOUNTS 256
 #define MAX_ARGS 4096
-#define MAX_PROCS_FILES 16
 #define MAX_LANDLOCK_RULES 256
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -87,8 +86,6 @@ struct plan {
   const char *uid_map;
   const char *gid_map;
   bool setgroups_deny;
-  const char *procs_files[MAX_PROCS_FILES];
-  size_t procs_count;
   const char *base_dir;
   const char *rootfs_options;
   struct mount_entry mounts[MAX_MOUNTS];
@@ -231,11 +228,6 @@ static void parse_plan(const uint8_t *buffer, size_t size) {
     case PLAN_UID_MAP: plan.uid_map = plan_string(payload, length, "uid map"); break;
     case PLAN_GID_MAP: plan.gid_map = plan_string(payload, length, "gid map"); break;
     case PLAN_SETGROUPS_DENY: plan.setgroups_deny = true; break;
-    case PLAN_CGROUP_PROCS:
-      if (plan.procs_count == MAX_PROCS_FILES)
-        fail(STEP_READ_PLAN, E2BIG, "more than %d cgroup.procs files", MAX_PROCS_FILES);
-      plan.procs_files[plan.procs_count++] = plan_string(payload, length, "cgroup.procs path");
-      break;
     case PLAN_BASE_DIR: plan.base_dir = plan_string(payload, length, "base directory"); break;
     case PLAN_ROOTFS: plan.rootfs_options = plan_string(payload, length, "rootfs options"); break;
     case PLAN_MOUNT: parse_mount(payload, length); break;
@@ -944,8 +936,6 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
     _exit(125); /* the outer process failed and has reported why */
   close(go_fd);
   close(FD_LIFELINE);
-  if ((plan.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
-    fail(STEP_CGROUP_JOIN, errno, "unshare(CLONE_NEWCGROUP)");
 
   /* Opened while the init still has the caller's host ids, so the lookups use the caller's own
    * access to the paths, and in the new mount namespace, whose mounts a bind may copy. */
@@ -976,6 +966,11 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
     bring_up_loopback();
 
   receive_command_plan();
+
+  /* The caller has put the init into the run's cgroup (if it has one) before sending the command
+   * plan, so the cgroup namespace made now has the sandbox's own cgroup as its root. */
+  if ((plan.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
+    fail(STEP_CGROUP_JOIN, errno, "unshare(CLONE_NEWCGROUP)");
 
   sigset_t handled;
   sigemptyset(&handled);
@@ -1014,15 +1009,6 @@ static void write_id_maps(pid_t init) {
     snprintf(path, sizeof path, "/proc/%d/gid_map", init);
     if (write_file(path, plan.gid_map) < 0)
       fail(STEP_GID_MAP, errno, "gid_map '%s'", plan.gid_map);
-  }
-}
-
-static void join_cgroups(pid_t init) {
-  char pid_text[24];
-  snprintf(pid_text, sizeof pid_text, "%d", init);
-  for (size_t i = 0; i < plan.procs_count; i++) {
-    if (write_file(plan.procs_files[i], pid_text) < 0)
-      fail(STEP_CGROUP_JOIN, errno, "%s", plan.procs_files[i]);
   }
 }
 
@@ -1115,7 +1101,6 @@ int main(void) {
   close(pivot[1]);
 
   write_id_maps(init);
-  join_cgroups(init);
   struct report r = { .type = REPORT_INIT_PID, .pid = init, .time_ns = monotonic_ns() };
   send_report(&r);
   if (write(go[1], "g", 1) != 1)

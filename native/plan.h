@@ -38,7 +38,7 @@ enum plan_record_type {
   PLAN_UID_MAP = 2,        /* string: written to the init's uid_map */
   PLAN_GID_MAP = 3,        /* string: written to the init's gid_map */
   PLAN_SETGROUPS_DENY = 4, /* empty: write "deny" to setgroups before gid_map */
-  PLAN_CGROUP_PROCS = 5,   /* string: a cgroup.procs file the init joins before it runs */
+  /* 5 is unused: the caller moves the init into its cgroup itself, on REPORT_INIT_PID. */
   PLAN_BASE_DIR = 6,       /* string: host directory to mount the staging tmpfs on */
   PLAN_ROOTFS = 7,         /* string: tmpfs options for the sandbox's root */
   PLAN_MOUNT = 8,          /* struct plan_mount, then source, target, data strings */

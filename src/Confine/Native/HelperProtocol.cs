@@ -20,7 +20,6 @@ internal static class HelperProtocol
     public const uint PLAN_UID_MAP = 2;
     public const uint PLAN_GID_MAP = 3;
     public const uint PLAN_SETGROUPS_DENY = 4;
-    public const uint PLAN_CGROUP_PROCS = 5;
     public const uint PLAN_BASE_DIR = 6;
     public const uint PLAN_ROOTFS = 7;
     public const uint PLAN_MOUNT = 8;

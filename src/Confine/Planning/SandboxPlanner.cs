@@ -17,8 +17,6 @@ internal sealed record SandboxPlan(byte[] Setup, byte[] Command);
 /// <summary>Extra plan input that comes from the run rather than the policy.</summary>
 internal sealed record PlanExtras
 {
-    public IReadOnlyList<string> CgroupProcsFiles { get; init; } = [];
-
     public byte[]? SeccompProgram { get; init; }
 
     public uint SeccompFlags { get; init; }
@@ -63,11 +61,6 @@ internal static class SandboxPlanner
 
         plan.UInt32(PLAN_CLONE_FLAGS, flags);
         WriteIdMaps(plan, policy, host);
-
-        foreach (string procs in extras.CgroupProcsFiles)
-        {
-            plan.String(PLAN_CGROUP_PROCS, procs);
-        }
 
         plan.String(PLAN_BASE_DIR, ChooseStagingDirectory());
         // The root only holds mount points, and is made read-only once they exist.

@@ -17,6 +17,15 @@ public sealed record SandboxIO
 
     /// <summary>Where standard error goes as it arrives; null captures it into <see cref="Verdict.Stderr"/>.</summary>
     public Stream? Stderr { get; init; }
+
+    /// <summary>
+    /// Called every <see cref="UsageInterval"/> with the sandbox's usage while its command runs. Asking
+    /// for samples gives the run a cgroup even when the policy sets no limit.
+    /// </summary>
+    public Action<UsageSample>? OnUsage { get; init; }
+
+    /// <summary>How often <see cref="OnUsage"/> is called; one second by default.</summary>
+    public TimeSpan UsageInterval { get; init; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using Confine.Cgroups;
 using Confine.Native;
 using Confine.Planning;
 using Microsoft.Win32.SafeHandles;
@@ -14,6 +15,7 @@ internal enum KillReason
     Timeout,
     OutputLimit,
     Cancelled,
+    CpuTime,
     Setup,
 }
 
@@ -33,6 +35,10 @@ internal sealed class SandboxRun : IReportSink
 
     private PreparedSandbox? _sandbox;
     private bool _prepared;
+    private SandboxCgroup? _cgroup;
+    private byte[]? _commandPlan;
+    private Timer? _cpuTimer;
+    private Timer? _usageTimer;
     private Timer? _timeoutTimer;
     private KillReason _killReason;
     private long _killTimestamp;
@@ -60,13 +66,33 @@ internal sealed class SandboxRun : IReportSink
             return refused;
         }
 
+        if (NeedsCgroup && CreateCgroup() is Verdict noCgroup)
+        {
+            return noCgroup;
+        }
+
+        try
+        {
+            return await RunInSandboxAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // Kills whatever is left in the cgroup (nothing, normally) and removes it.
+            _cgroup?.Dispose();
+        }
+    }
+
+    private bool NeedsCgroup => _policy.Resources.NeedsCgroup || _io.OnUsage is not null;
+
+    private async Task<Verdict> RunInSandboxAsync(CancellationToken cancellationToken)
+    {
         var extras = new PlanExtras();
         SandboxPlan plan = SandboxPlanner.Build(_policy, _command, HostIdentity.Current, extras);
 
         PreparedSandbox sandbox;
         try
         {
-            (sandbox, _prepared) = SandboxPool.Take(plan.Setup, poolable: extras.CgroupProcsFiles.Count == 0);
+            (sandbox, _prepared) = SandboxPool.Take(plan.Setup, poolable: true);
         }
         catch (ErrnoException e)
         {
@@ -76,8 +102,20 @@ internal sealed class SandboxRun : IReportSink
         _sandbox = sandbox;
         var stdout = new OutputCollector(_policy.StdoutLimitBytes, _io.Stdout, () => Kill(KillReason.OutputLimit));
         var stderr = new OutputCollector(_policy.StderrLimitBytes, _io.Stderr, () => Kill(KillReason.OutputLimit));
+
+        // With a cgroup the command plan waits until the init has joined it (on REPORT_INIT_PID);
+        // without one it can go at once.
+        lock (_gate)
+        {
+            _commandPlan = plan.Command;
+        }
+
         sandbox.Attach(this);
-        sandbox.SendCommandPlan(plan.Command);
+        if (_cgroup is null)
+        {
+            SendCommandPlanOnce();
+        }
+
         IoLoop.Shared.Register(sandbox.Stdout, stdout.OnReadable);
         IoLoop.Shared.Register(sandbox.Stderr, stderr.OnReadable);
         Task stdinTask = FeedStdinAsync(sandbox.Stdin);
@@ -91,11 +129,127 @@ internal sealed class SandboxRun : IReportSink
         lock (_gate)
         {
             _timeoutTimer?.Dispose();
+            _cpuTimer?.Dispose();
+            _usageTimer?.Dispose();
             sandbox.Kill();
         }
 
         await stdinTask.ConfigureAwait(false);
-        return BuildVerdict(stdout, stderr, helperStatus);
+        CgroupUsage? usage = _cgroup?.ReadUsage();
+        return BuildVerdict(stdout, stderr, helperStatus, usage);
+    }
+
+    /// <summary>
+    /// Makes the run's cgroup, after removing any left by a Confine that died without cleaning up.
+    /// A limit the host cannot enforce fails the run here, before any process exists.
+    /// </summary>
+    private Verdict? CreateCgroup()
+    {
+        ResourceLimits limits = _policy.Resources;
+        if (_policy.AllowDegrade && !limits.AllowUnenforced)
+        {
+            limits = limits with { AllowUnenforced = true };
+        }
+
+        try
+        {
+            CgroupHost host = s_cgroupHost.Value;
+            SandboxCgroup.RemoveStale(host, limits.CgroupParent);
+            _cgroup = SandboxCgroup.Create(host, limits, $"run{Interlocked.Increment(ref s_runCounter)}");
+        }
+        catch (CgroupUnavailableException e)
+        {
+            return SetupFailed("cgroup", null, e.Controller, e.Message);
+        }
+        catch (IOException e)
+        {
+            return SetupFailed("cgroup", null, "cgroup", $"cannot create the sandbox's cgroup: {e.Message}");
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            return SetupFailed("cgroup", null, "cgroup", $"cannot create the sandbox's cgroup: {e.Message}; run as root or delegate a cgroup subtree to this user");
+        }
+
+        _weakened.AddRange(_cgroup.Unenforced.Select(u => $"cgroup limit not enforced: {u}"));
+        return null;
+    }
+
+    private static readonly Lazy<CgroupHost> s_cgroupHost = new(CgroupHost.Detect);
+    private static long s_runCounter;
+
+    /// <summary>Puts the init into the run's cgroup; called on the init's pid report, before the command exists.</summary>
+    private void JoinCgroup(long initPid)
+    {
+        if (_cgroup is null)
+        {
+            return;
+        }
+
+        try
+        {
+            foreach (string procs in _cgroup.ProcsFiles)
+            {
+                File.WriteAllText(procs, initPid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _cgroupJoinError = $"cannot move the sandbox into its cgroup: {e.Message}";
+            Kill(KillReason.Setup);
+            return;
+        }
+
+        SendCommandPlanOnce();
+    }
+
+    private string? _cgroupJoinError;
+
+    private void SendCommandPlanOnce()
+    {
+        byte[]? plan;
+        lock (_gate)
+        {
+            plan = _commandPlan;
+            _commandPlan = null;
+        }
+
+        if (plan is not null)
+        {
+            _sandbox!.SendCommandPlan(plan);
+        }
+    }
+
+    /// <summary>Polls the cgroup's CPU time against the limit, and samples usage for the caller.</summary>
+    private void StartMonitors()
+    {
+        if (_cgroup is null)
+        {
+            return;
+        }
+
+        if (_policy.Resources.CpuTime is TimeSpan cpuTime)
+        {
+            // Often enough to stop within a few percent of the limit, never more than 20 times a second.
+            TimeSpan period = TimeSpan.FromMilliseconds(Math.Clamp(cpuTime.TotalMilliseconds / 50, 10, 50));
+            long limitNs = (long)(cpuTime.TotalMilliseconds * 1e6);
+            _cpuTimer = new Timer(
+                _ =>
+                {
+                    if (_cgroup.ReadCpuUsageNanoseconds() >= limitNs)
+                    {
+                        Kill(KillReason.CpuTime);
+                    }
+                },
+                null,
+                period,
+                period);
+        }
+
+        if (_io.OnUsage is Action<UsageSample> onUsage)
+        {
+            TimeSpan interval = _io.UsageInterval > TimeSpan.Zero ? _io.UsageInterval : TimeSpan.FromSeconds(1);
+            _usageTimer = new Timer(_ => onUsage(UsageSample.From(Stopwatch.GetElapsedTime(_startTimestamp), _cgroup.ReadUsage())), null, interval, interval);
+        }
     }
 
     /// <summary>
@@ -167,6 +321,7 @@ internal sealed class SandboxRun : IReportSink
                         _timeoutTimer = new Timer(_ => Kill(KillReason.Timeout), null, timeout, Timeout.InfiniteTimeSpan);
                     }
 
+                    StartMonitors();
                     break;
                 case REPORT_EXIT:
                     _exit = report;
@@ -179,6 +334,8 @@ internal sealed class SandboxRun : IReportSink
                     _error ??= report;
                     break;
                 case REPORT_INIT_PID:
+                    JoinCgroup(report.Pid);
+                    break;
                 case REPORT_READY:
                     break;
                 default:
@@ -234,7 +391,7 @@ internal sealed class SandboxRun : IReportSink
         ? Math.Max(0, (monotonicNs - _startTimestamp) / 1e9)
         : Stopwatch.GetElapsedTime(_startTimestamp).TotalSeconds;
 
-    private Verdict BuildVerdict(OutputCollector stdout, OutputCollector stderr, int helperStatus)
+    private Verdict BuildVerdict(OutputCollector stdout, OutputCollector stderr, int helperStatus, CgroupUsage? usage)
     {
         var verdict = new Verdict
         {
@@ -264,6 +421,29 @@ internal sealed class SandboxRun : IReportSink
                 CpuUserSeconds = exit.UserMicroseconds / 1e6,
                 CpuSystemSeconds = exit.SystemMicroseconds / 1e6,
                 MemoryPeakBytes = exit.MaxRssKilobytes * 1024,
+            };
+        }
+
+        if (usage is CgroupUsage cgroup)
+        {
+            // The cgroup saw every process, including those killed with the sandbox that the init
+            // never reaped, so its numbers replace the init's.
+            verdict = verdict with
+            {
+                CpuUserSeconds = cgroup.CpuUserNanoseconds is long user ? user / 1e9 : verdict.CpuUserSeconds,
+                CpuSystemSeconds = cgroup.CpuSystemNanoseconds is long system ? system / 1e9 : verdict.CpuSystemSeconds,
+                MemoryPeakBytes = cgroup.MemoryPeakBytes ?? verdict.MemoryPeakBytes,
+                MemoryPeakSource = cgroup.MemoryPeakBytes is null ? verdict.MemoryPeakSource : "cgroup",
+                Resources = cgroup.ToResourceUsage(_cgroup!.Unenforced),
+            };
+        }
+
+        if (_cgroupJoinError is string joinError)
+        {
+            return verdict with
+            {
+                Status = VerdictStatus.SetupFailed,
+                Error = new SetupError { Step = "cgroup_join", Message = joinError },
             };
         }
 
@@ -298,6 +478,30 @@ internal sealed class SandboxRun : IReportSink
                 };
             case KillReason.Cancelled:
                 return verdict with { Status = VerdictStatus.Cancelled, Signal = SIGKILL, SignalName = Signals.Name(SIGKILL) };
+            case KillReason.CpuTime:
+                return verdict with
+                {
+                    Status = VerdictStatus.CpuTimeLimit,
+                    Signal = SIGKILL,
+                    SignalName = Signals.Name(SIGKILL),
+                    Limit = new LimitHit("cpu_time", $"{_policy.Resources.CpuTime!.Value.TotalSeconds}s"),
+                };
+        }
+
+        if (usage is { OomKills: > 0 } && _policy.Resources.MemoryBytes is long memory)
+        {
+            // A process of the sandbox hit the memory limit and the kernel killed it; the command may
+            // have died of it or carried on without it, either way the limit is what the run met.
+            int? signal = _exit is HelperReport oom && WaitStatus.Signaled(oom.Status) ? WaitStatus.TermSignal(oom.Status) : null;
+            int? code = _exit is HelperReport oomExit && WaitStatus.Exited(oomExit.Status) ? WaitStatus.ExitCode(oomExit.Status) : null;
+            return verdict with
+            {
+                Status = VerdictStatus.MemoryLimit,
+                Signal = signal ?? (code is null ? SIGKILL : null),
+                SignalName = signal is int s ? Signals.Name(s) : code is null ? Signals.Name(SIGKILL) : null,
+                ExitCode = code,
+                Limit = new LimitHit("memory", $"{memory} bytes"),
+            };
         }
 
         if (_exit is HelperReport ended)
