@@ -73,6 +73,18 @@ public sealed class SeccompFilterTests
     }
 
     [NativeFact]
+    public void Load_KillAsDangerousAction_ProcessDiesBySigsysAtTheCall()
+    {
+        byte[] program = Compile(SeccompProfile.Default with { DangerousAction = SeccompAction.KillProcess });
+
+        ProbeRun run = SeccompProbe.Probe(program, false, ["getpid", "keyctl", "getpid"]);
+
+        // .NET reports death by signal N as exit code 128 + N; SIGSYS is 31. Nothing after keyctl ran.
+        Assert.Equal(128 + 31, run.ExitCode);
+        Assert.StartsWith("getpid ", Assert.Single(run.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)));
+    }
+
+    [NativeFact]
     public void Load_DefaultProfile_Clone3FailsWithEnosysAndForkStillWorks()
     {
         byte[] program = Compile(SeccompProfile.Default with { DangerousAction = SeccompAction.Eperm });
