@@ -109,6 +109,14 @@ public static class PolicyValidator
             throw new PolicyException("user", $"ids must be at most {SandboxUser.MaxId}");
         }
 
+        if (policy.SeccompProfile is not ("default" or "strict" or "permissive")
+            && !(policy.SeccompProfile.StartsWith('/') && File.Exists(policy.SeccompProfile)))
+        {
+            throw new PolicyException(
+                "seccomp_profile",
+                $"'{policy.SeccompProfile}' is neither a built-in profile (default, strict, permissive) nor an existing profile file's absolute path");
+        }
+
         for (int i = 0; i < policy.Rlimits.Length; i++)
         {
             Rlimit limit = policy.Rlimits[i];

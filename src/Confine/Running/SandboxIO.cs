@@ -26,6 +26,15 @@ public sealed record SandboxIO
 
     /// <summary>How often <see cref="OnUsage"/> is called; one second by default.</summary>
     public TimeSpan UsageInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Called, on Confine's notification thread, for every refused call of the dangerous kind as it
+    /// happens; the same attempts are listed in <see cref="Verdict.Violations"/> at the end.
+    /// </summary>
+    public Action<Violation>? OnViolation { get; init; }
+
+    /// <summary>Where Confine logs what happens to the sandbox (violations, with stable event ids); null logs nothing.</summary>
+    public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
 }
 
 /// <summary>

@@ -1,8 +1,10 @@
+using System.Collections.Immutable;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Confine.Cgroups;
 using Confine.Native;
 using Confine.Planning;
+using Confine.Seccomp;
 using Microsoft.Win32.SafeHandles;
 using static Confine.Native.HelperProtocol;
 
@@ -16,6 +18,7 @@ internal enum KillReason
     OutputLimit,
     Cancelled,
     CpuTime,
+    Violation,
     Setup,
 }
 
@@ -39,6 +42,8 @@ internal sealed class SandboxRun : IReportSink
     private byte[]? _commandPlan;
     private Timer? _cpuTimer;
     private Timer? _usageTimer;
+    private SeccompNotifier? _notifier;
+    private SeccompPrograms.Compiled? _seccomp;
     private Timer? _timeoutTimer;
     private KillReason _killReason;
     private long _killTimestamp;
@@ -60,6 +65,9 @@ internal sealed class SandboxRun : IReportSink
         {
             return SetupFailed("spawn_helper", null, HelperProcess.Path, problem);
         }
+
+        // A profile that cannot be compiled is a bad policy: it throws here, before anything exists.
+        _seccomp = SeccompPrograms.For(_policy.SeccompProfile);
 
         if (Preflight() is Verdict refused)
         {
@@ -86,7 +94,8 @@ internal sealed class SandboxRun : IReportSink
 
     private async Task<Verdict> RunInSandboxAsync(CancellationToken cancellationToken)
     {
-        var extras = new PlanExtras();
+        SeccompPrograms.Compiled? seccomp = _seccomp;
+        var extras = new PlanExtras { SeccompProgram = seccomp?.Program, SeccompFlags = seccomp?.Flags ?? 0 };
         SandboxPlan plan = SandboxPlanner.Build(_policy, _command, HostIdentity.Current, extras);
 
         PreparedSandbox sandbox;
@@ -136,7 +145,17 @@ internal sealed class SandboxRun : IReportSink
 
         await stdinTask.ConfigureAwait(false);
         CgroupUsage? usage = _cgroup?.ReadUsage();
-        return BuildVerdict(stdout, stderr, helperStatus, usage);
+
+        // Every process that could make a recorded call is dead: the notifier has nothing left to answer.
+        ImmutableArray<Violation> violations = [];
+        if (_notifier is not null)
+        {
+            _notifier.Stop();
+            violations = _notifier.Violations;
+            _notifier.Dispose();
+        }
+
+        return BuildVerdict(stdout, stderr, helperStatus, usage) with { Violations = violations };
     }
 
     /// <summary>
@@ -303,9 +322,34 @@ internal sealed class SandboxRun : IReportSink
             throw new InvalidDataException($"helper report type {report.Type} carried a descriptor");
         }
 
-        // The seccomp layer takes the listener; until it exists, a listener is refused by closing
-        // it, which makes every notifying call in the sandbox fail with ENOSYS.
-        descriptor.Dispose();
+        // Answered from now on: a recorded call waits in the kernel until the notifier replies.
+        var notifier = new SeccompNotifier(descriptor);
+        notifier.Recorded += OnViolation;
+        lock (_gate)
+        {
+            _notifier = notifier;
+        }
+
+        notifier.Start();
+    }
+
+    private void OnViolation(Violation violation)
+    {
+        SandboxLog.ViolationRecorded(_io.Logger, violation.Syscall, violation.Argument, violation.Pid, violation.Action);
+        try
+        {
+            _io.OnViolation?.Invoke(violation);
+        }
+        catch (Exception e)
+        {
+            // The caller's handler failing must not leave the sandbox running unwatched.
+            SandboxLog.ViolationHandlerFailed(_io.Logger, e);
+        }
+
+        if (_policy.OnViolation == ViolationAction.Kill)
+        {
+            Kill(KillReason.Violation);
+        }
     }
 
     private void Handle(HelperReport report)
@@ -478,6 +522,8 @@ internal sealed class SandboxRun : IReportSink
                 };
             case KillReason.Cancelled:
                 return verdict with { Status = VerdictStatus.Cancelled, Signal = SIGKILL, SignalName = Signals.Name(SIGKILL) };
+            case KillReason.Violation:
+                return verdict with { Status = VerdictStatus.Violation, Signal = SIGKILL, SignalName = Signals.Name(SIGKILL) };
             case KillReason.CpuTime:
                 return verdict with
                 {

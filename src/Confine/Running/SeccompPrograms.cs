@@ -1,0 +1,67 @@
+using System.Collections.Concurrent;
+using Confine.Seccomp;
+
+namespace Confine.Running;
+
+/// <summary>
+/// Resolves a policy's seccomp profile (a built-in name or a profile file) and compiles it once:
+/// compiling checks the program against the profile call by call, which is too slow to repeat on
+/// every run of the same profile.
+/// </summary>
+internal static class SeccompPrograms
+{
+    /// <summary>SECCOMP_FILTER_FLAG_NEW_LISTENER, from <c>linux/seccomp.h</c>.</summary>
+    public const uint SECCOMP_FILTER_FLAG_NEW_LISTENER = 1U << 3;
+
+    private static readonly ConcurrentDictionary<string, Compiled> s_cache = new(StringComparer.Ordinal);
+
+    /// <summary>A compiled profile and how the helper must load it.</summary>
+    public sealed record Compiled(SeccompProfile Profile, byte[] Program, uint Flags);
+
+    /// <summary>The compiled program for <paramref name="name"/>; throws <see cref="PolicyException"/> for a bad one.</summary>
+    public static Compiled For(string name)
+    {
+        SeccompProfile? builtin = SeccompProfile.Builtin(name);
+        if (builtin is not null)
+        {
+            return s_cache.GetOrAdd(name, _ => Compile(builtin));
+        }
+
+        if (!name.StartsWith('/') && !name.StartsWith('.'))
+        {
+            throw new PolicyException("seccomp_profile", $"'{name}' is neither a built-in profile (default, strict, permissive) nor a profile file's path");
+        }
+
+        string path = Path.GetFullPath(name);
+        if (!File.Exists(path))
+        {
+            throw new PolicyException("seccomp_profile", $"the profile file '{path}' does not exist");
+        }
+
+        // A file is compiled again whenever it changes.
+        string key = $"{path}\n{File.GetLastWriteTimeUtc(path).Ticks}";
+        return s_cache.GetOrAdd(key, _ => Compile(Load(path)));
+    }
+
+    private static SeccompProfile Load(string path)
+    {
+        string json = File.ReadAllText(path);
+        try
+        {
+            // Docker's and the OCI runtime spec's profiles start with defaultAction; ours do not.
+            return json.Contains("\"defaultAction\"", StringComparison.Ordinal)
+                ? SeccompProfileJson.ParseDocker(json, out _)
+                : SeccompProfileJson.Parse(json);
+        }
+        catch (PolicyException e)
+        {
+            throw new PolicyException($"seccomp_profile ({path}): {e.Path}", e.Reason);
+        }
+    }
+
+    private static Compiled Compile(SeccompProfile profile)
+    {
+        byte[] program = SeccompCompiler.Compile(profile);
+        return new Compiled(profile, program, profile.UsesNotification ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0);
+    }
+}

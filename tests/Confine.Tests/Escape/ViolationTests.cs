@@ -1,0 +1,66 @@
+using System.Collections.Concurrent;
+
+namespace Confine.Tests.Escape;
+
+/// <summary>Refused dangerous calls are recorded, reported as they happen, and can end the run.</summary>
+[Trait("Category", "Escape")]
+public sealed class ViolationTests
+{
+    [Fact]
+    public async Task Run_NestedUserNamespace_IsRecordedWithItsFlag()
+    {
+        Verdict verdict = await Sandbox.RunAsync(SandboxPolicy.Default, ["unshare", "--user", "true"]);
+        Assert.Equal(VerdictStatus.ExitNonzero, verdict.Status);
+        Violation violation = Assert.Single(verdict.Violations, v => v.Syscall == "unshare");
+        Assert.Contains("CLONE_NEWUSER", violation.Argument);
+        Assert.True(violation.Pid > 1, $"pid {violation.Pid} should be a process inside the sandbox");
+        Assert.Equal(1, violation.Count);
+    }
+
+    [Fact]
+    public async Task Run_RepeatedAttempts_AreCountedOnce()
+    {
+        Verdict verdict = await Sandbox.RunAsync(SandboxPolicy.Default, ["/bin/sh", "-c", "for i in 1 2 3; do unshare --user true; done; true"]);
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Violation violation = Assert.Single(verdict.Violations, v => v.Syscall == "unshare");
+        Assert.Equal(3, violation.Count);
+    }
+
+    [Fact]
+    public async Task Run_OnViolation_IsCalledAsItHappens()
+    {
+        var seen = new ConcurrentQueue<Violation>();
+        var io = new SandboxIO { OnViolation = seen.Enqueue };
+        Verdict verdict = await Sandbox.RunAsync(SandboxPolicy.Default, ["unshare", "--mount", "true"], io);
+        Assert.Contains(seen, v => v.Syscall == "unshare" && v.Argument!.Contains("CLONE_NEWNS"));
+        Assert.NotEmpty(verdict.Violations);
+    }
+
+    [Fact]
+    public async Task Run_ViolationWithKillAction_EndsTheRunAsViolation()
+    {
+        var policy = SandboxPolicy.Default with { OnViolation = ViolationAction.Kill };
+        Verdict verdict = await Sandbox.RunAsync(policy, ["/bin/sh", "-c", "unshare --user true; sleep 10; echo survived"]);
+        Assert.Equal(VerdictStatus.Violation, verdict.Status);
+        Assert.DoesNotContain("survived", verdict.Stdout.Text);
+        Assert.Contains(verdict.Violations, v => v.Syscall == "unshare");
+        Assert.InRange(verdict.WallTimeSeconds, 0, 5);
+    }
+
+    [Fact]
+    public async Task Run_OrdinaryProgram_HasNoViolations()
+    {
+        Verdict verdict = await Sandbox.RunAsync(SandboxPolicy.Default, ["python3", "-c", "import json, os, socket, subprocess; print(subprocess.run(['ls', '/'], capture_output=True).returncode)"]);
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.Equal("0\n", verdict.Stdout.Text);
+        Assert.Empty(verdict.Violations);
+    }
+
+    [Fact]
+    public async Task Run_StrictProfile_RefusesInternetSockets()
+    {
+        var policy = SandboxPolicy.Default with { SeccompProfile = "strict" };
+        Verdict verdict = await Sandbox.RunAsync(policy, ["python3", "-c", "import socket\ntry:\n  socket.socket()\n  print('open')\nexcept OSError as e:\n  print(e.errno)"]);
+        Assert.Equal("97\n", verdict.Stdout.Text); // EAFNOSUPPORT
+    }
+}
