@@ -1,0 +1,177 @@
+using System.Diagnostics;
+using Confine.Cgroups;
+using Confine.Tests.Support;
+
+namespace Confine.Tests.Cgroups;
+
+/// <summary>
+/// Limits enforced on whole sandboxes through their cgroups: the proofs that a memory bomb, a fork
+/// bomb, a CPU spinner and a disk writer are held, and that no cgroup outlives its run.
+/// </summary>
+[Collection(CgroupCollection.Name)]
+[Trait("Category", "Cgroup")]
+public sealed class SandboxLimitsTests
+{
+    private const long MiB = 1L << 20;
+
+    /// <summary>
+    /// Where the tests' sandboxes get their cgroups: beneath this process's own cgroup, except on a
+    /// v2 host whose own cgroup holds processes and so cannot give controllers to children.
+    /// </summary>
+    private static string? CgroupParent
+    {
+        get
+        {
+            CgroupHierarchy? memory = CgroupTestEnvironment.RealHost?.HierarchyOf(CgroupController.Memory);
+            if (memory is null || memory.Version == CgroupVersion.V1)
+            {
+                return null;
+            }
+
+            string? parent = CgroupTestEnvironment.PrivateParentPath(memory);
+            return parent == memory.OwnPath ? null : parent;
+        }
+    }
+
+    private static SandboxPolicy With(ResourceLimits limits) =>
+        SandboxPolicy.Default with { Resources = limits with { CgroupParent = CgroupParent } };
+
+    [CgroupFact]
+    public async Task Run_MemoryBomb_EndsAsMemoryLimitWithPeakAtTheLimit()
+    {
+        var policy = With(new ResourceLimits { MemoryBytes = 64 * MiB });
+        Verdict verdict = await Sandbox.RunAsync(policy, ["python3", "-c", "x = []\nwhile True: x.append(bytearray(1 << 20))"]);
+
+        Assert.Equal(VerdictStatus.MemoryLimit, verdict.Status);
+        Assert.Equal("memory", verdict.Limit?.Name);
+        Assert.Equal("cgroup", verdict.MemoryPeakSource);
+        Assert.InRange(verdict.MemoryPeakBytes, 48 * MiB, 65 * MiB);
+        Assert.True(verdict.Resources!.OomKills >= 1);
+        AssertNoCgroupLeft();
+    }
+
+    [CgroupFact]
+    public async Task Run_ForkBomb_IsCappedByThePidsLimitAndTheHostStaysResponsive()
+    {
+        var policy = With(new ResourceLimits { PidsLimit = 32 }) with { Timeout = TimeSpan.FromSeconds(3) };
+        // Every shell forks two more until fork fails; the limit, not the bomb, decides how many live.
+        const string Bomb = "bomb() { bomb & bomb & wait; }; bomb";
+        var clock = Stopwatch.StartNew();
+        Verdict verdict = await Sandbox.RunAsync(policy, ["/bin/bash", "-c", Bomb]);
+
+        Assert.Equal(VerdictStatus.Timeout, verdict.Status);
+        Assert.InRange(verdict.Resources!.PidsPeak ?? 0, 2, 32);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10));
+        using Process probe = Process.Start("true")!;
+        Assert.True(probe.WaitForExit(5000), "the host could not start a process after the bomb");
+        AssertNoCgroupLeft();
+    }
+
+    [CgroupFact]
+    public async Task Run_HalfACpu_GetsAboutHalfACore()
+    {
+        var policy = With(new ResourceLimits { Cpus = 0.5 }) with { Timeout = TimeSpan.FromSeconds(2) };
+        Verdict verdict = await Sandbox.RunAsync(policy, ["python3", "-c", "while True: pass"]);
+
+        Assert.Equal(VerdictStatus.Timeout, verdict.Status);
+        double share = verdict.CpuTimeSeconds / verdict.WallTimeSeconds;
+        Assert.InRange(share, 0.35, 0.65);
+        Assert.True(verdict.Resources!.CpuThrottledSeconds > 0);
+    }
+
+    [CgroupFact]
+    public async Task Run_CpuTimeLimit_StopsASpinnerNearTheLimit()
+    {
+        var policy = With(new ResourceLimits { CpuTime = TimeSpan.FromMilliseconds(500) }) with { Timeout = TimeSpan.FromSeconds(10) };
+        Verdict verdict = await Sandbox.RunAsync(policy, ["python3", "-c", "while True: pass"]);
+
+        Assert.Equal(VerdictStatus.CpuTimeLimit, verdict.Status);
+        Assert.Equal("cpu_time", verdict.Limit?.Name);
+        Assert.InRange(verdict.CpuTimeSeconds, 0.45, 0.8);
+        AssertNoCgroupLeft();
+    }
+
+    [CgroupFact(CgroupNeed.BlockDevice)]
+    public async Task Run_DirectIoWrites_AreThrottledToTheSetBandwidth()
+    {
+        (string directory, BlockDevice device) = CgroupTestEnvironment.BlockDeviceDirectory!.Value;
+        string scratch = Directory.CreateDirectory(Path.Combine(directory, $"io-{Guid.NewGuid():N}")).FullName;
+        File.SetUnixFileMode(scratch, (UnixFileMode)0x1ff);
+        try
+        {
+            var limits = new ResourceLimits { DeviceIo = [new DeviceIoLimit(device.ToString()) { WriteBps = 4 * MiB }] };
+            var policy = With(limits) with { Binds = [new BindMount(scratch, "/out", Writable: true)] };
+            Verdict verdict = await Sandbox.RunAsync(policy, ["dd", "if=/dev/zero", "of=/out/f", "bs=1M", "count=8", "oflag=direct"]);
+
+            Assert.Equal(VerdictStatus.Ok, verdict.Status);
+            double rate = 8 * MiB / verdict.WallTimeSeconds;
+            Assert.InRange(rate, 2 * MiB, 6 * MiB);
+            Assert.True(verdict.Resources!.IoWriteBytes >= 8 * MiB);
+        }
+        finally
+        {
+            Directory.Delete(scratch, recursive: true);
+        }
+    }
+
+    [CgroupFact]
+    public async Task Run_WithCgroup_SeesItsOwnCgroupAsTheRoot()
+    {
+        var policy = With(new ResourceLimits { PidsLimit = 100 });
+        Verdict verdict = await Sandbox.RunAsync(policy, ["cat", "/proc/self/cgroup"]);
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        foreach (string line in verdict.Stdout.Text!.Trim().Split('\n'))
+        {
+            Assert.EndsWith(":/", line);
+        }
+    }
+
+    [CgroupFact]
+    public async Task Run_UsageSamples_ArriveWhileTheCommandRuns()
+    {
+        var samples = new System.Collections.Concurrent.ConcurrentQueue<UsageSample>();
+        var io = new SandboxIO { OnUsage = samples.Enqueue, UsageInterval = TimeSpan.FromMilliseconds(100) };
+        var policy = SandboxPolicy.Default with { Resources = new ResourceLimits { CgroupParent = CgroupParent } };
+        Verdict verdict = await Sandbox.RunAsync(policy, ["python3", "-c", "import time\nx = bytearray(30 << 20)\nt = time.time()\nwhile time.time() - t < 0.6: pass"], io);
+
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.InRange(samples.Count, 3, 10);
+        Assert.Contains(samples, s => s.MemoryBytes >= 30 * MiB);
+        Assert.True(samples.Last().CpuSeconds > samples.First().CpuSeconds);
+    }
+
+    [CgroupFact]
+    public async Task Run_AfterAConfineDiedWithoutCleaningUp_RemovesItsStaleCgroup()
+    {
+        CgroupHierarchy memory = CgroupTestEnvironment.RealHost!.HierarchyOf(CgroupController.Memory)!;
+        string parent = memory.DirectoryOf(CgroupParent ?? memory.OwnPath)!;
+        // The name of a Confine whose pid is not running: start time 1 can belong to no live process here.
+        string stale = Path.Combine(parent, "confine-4194000-1-run1");
+        Directory.CreateDirectory(stale);
+
+        await Sandbox.RunAsync(With(new ResourceLimits { MemoryBytes = 64 * MiB }), ["true"]);
+        Assert.False(Directory.Exists(stale), "the stale cgroup was not removed");
+    }
+
+    [CgroupFact]
+    public async Task Run_UnknownCpusetCpu_IsRefusedNamingTheKey()
+    {
+        var policy = With(new ResourceLimits { CpusetCpus = "999" });
+        PolicyException error = await Assert.ThrowsAsync<PolicyException>(() => Sandbox.RunAsync(policy, ["true"]));
+        Assert.Equal("resources.cpuset_cpus", error.Path);
+        AssertNoCgroupLeft();
+    }
+
+    private static void AssertNoCgroupLeft()
+    {
+        string prefix = $"confine-{Environment.ProcessId}-";
+        foreach (CgroupHierarchy hierarchy in CgroupTestEnvironment.RealHost!.Hierarchies)
+        {
+            string? own = hierarchy.DirectoryOf(CgroupParent ?? hierarchy.OwnPath);
+            if (own is not null && Directory.Exists(own))
+            {
+                Assert.Empty(Directory.GetDirectories(own, prefix + "*"));
+            }
+        }
+    }
+}
