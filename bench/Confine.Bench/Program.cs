@@ -6,6 +6,7 @@ using Confine;
 // falls on all three alike: through the library (many runs in one process), through the published
 // `confine` command, and through bubblewrap with equivalent isolation. Prints medians and ratios.
 int runs = 200;
+bool overheads = true;
 string cli = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "../../../../../artifacts/confine/confine"));
 for (int i = 0; i < args.Length; i++)
 {
@@ -17,8 +18,11 @@ for (int i = 0; i < args.Length; i++)
         case "--cli":
             cli = Path.GetFullPath(args[++i]);
             break;
+        case "--no-overheads":
+            overheads = false;
+            break;
         default:
-            Console.Error.WriteLine($"usage: Confine.Bench [--runs N] [--cli PATH-TO-CONFINE]; unknown '{args[i]}'");
+            Console.Error.WriteLine($"usage: Confine.Bench [--runs N] [--cli PATH-TO-CONFINE] [--no-overheads]; unknown '{args[i]}'");
             return 2;
     }
 }
@@ -76,7 +80,69 @@ if (!haveCli)
     Console.WriteLine($"  the published CLI is missing at {cli}: dotnet publish src/Confine.Cli -c Release -r linux-x64 -p:PublishAot=true -o artifacts/confine");
 }
 
+if (overheads)
+{
+    await MeasureOverheads(Math.Max(20, runs / 4));
+}
+
 return 0;
+
+// The costs of cgroups and of the seccomp filter, each against the same run without it, in one
+// interleaved run, plus a CPU-bound and a syscall-heavy workload in a sandbox against unsandboxed.
+async Task MeasureOverheads(int count)
+{
+    var limits = new ResourceLimits { MemoryBytes = 256L << 20, PidsLimit = 64, Cpus = 1.5 };
+    SandboxPolicy limited = policy with { Resources = limits };
+    SandboxPolicy unfiltered = policy with { SeccompProfile = "unconfined" };
+    // Absolute paths: the same binaries inside and outside, whatever the caller's PATH holds.
+    string[] cpuBound = ["/usr/bin/python3", "-c", "s = 0\nfor i in range(3_000_000): s += i * i"];
+    string[] syscallHeavy = ["/usr/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=1", "count=300000", "status=none"];
+
+    var startPlain = new List<double>();
+    var startLimited = new List<double>();
+    var cpuSandboxed = new List<double>();
+    var cpuDirect = new List<double>();
+    var syscallFiltered = new List<double>();
+    var syscallUnfiltered = new List<double>();
+    var syscallDirect = new List<double>();
+    for (int i = 0; i < count; i++)
+    {
+        startPlain.Add(await TimeRun(policy, ["/bin/true"]));
+        startLimited.Add(await TimeRun(limited, ["/bin/true"]));
+        if (i < 10)
+        {
+            cpuSandboxed.Add(await TimeRun(limited, cpuBound));
+            cpuDirect.Add(Spawner.Time(cpuBound));
+            syscallFiltered.Add(await TimeRun(policy, syscallHeavy));
+            syscallUnfiltered.Add(await TimeRun(unfiltered, syscallHeavy));
+            syscallDirect.Add(Spawner.Time(syscallHeavy));
+        }
+    }
+
+    Console.WriteLine("overheads (medians in milliseconds, ratio = with / without):");
+    Report("start-up, cgroup limits vs none", startLimited, startPlain);
+    Report("CPU-bound python, sandbox+limits vs unsandboxed", cpuSandboxed, cpuDirect);
+    Report("300k syscalls (dd bs=1), default seccomp vs unconfined", syscallFiltered, syscallUnfiltered);
+    Report("300k syscalls (dd bs=1), sandbox vs unsandboxed", syscallFiltered, syscallDirect);
+    double filterRatio = Median(syscallFiltered) / Median(syscallUnfiltered);
+    Console.WriteLine($"  seccomp filter cost = {100 * (filterRatio - 1):F1}%  (target <= 5%: {(filterRatio <= 1.05 ? "met" : "MISSED")})");
+}
+
+void Report(string what, List<double> with, List<double> without) =>
+    Console.WriteLine($"  {what,-58} {Median(with),8:F2} / {Median(without),8:F2} = {Median(with) / Median(without):F2}");
+
+async Task<double> TimeRun(SandboxPolicy runPolicy, string[] command)
+{
+    long start = Stopwatch.GetTimestamp();
+    Verdict verdict = await Sandbox.RunAsync(runPolicy, command);
+    double elapsed = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+    if (verdict.Status != VerdictStatus.Ok)
+    {
+        throw new InvalidOperationException(VerdictJson.Serialize(verdict));
+    }
+
+    return elapsed;
+}
 
 async Task<double> RunLibraryOnce()
 {
@@ -106,7 +172,7 @@ internal static unsafe partial class Spawner
 
     public static double Time(string[] argv)
     {
-        string path = argv[0].Contains('/') ? argv[0] : Find(argv[0])!;
+        string path = argv[0].Contains('/') ? argv[0] : Find(argv[0]) ?? throw new FileNotFoundException(argv[0]);
         nint[] pointers = new nint[argv.Length + 1];
         for (int i = 0; i < argv.Length; i++)
         {

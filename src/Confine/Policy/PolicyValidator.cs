@@ -109,12 +109,12 @@ public static class PolicyValidator
             throw new PolicyException("user", $"ids must be at most {SandboxUser.MaxId}");
         }
 
-        if (policy.SeccompProfile is not ("default" or "strict" or "permissive")
+        if (policy.SeccompProfile is not ("default" or "strict" or "permissive" or "unconfined")
             && !(policy.SeccompProfile.StartsWith('/') && File.Exists(policy.SeccompProfile)))
         {
             throw new PolicyException(
                 "seccomp_profile",
-                $"'{policy.SeccompProfile}' is neither a built-in profile (default, strict, permissive) nor an existing profile file's absolute path");
+                $"'{policy.SeccompProfile}' is neither a built-in profile (default, strict, permissive, unconfined) nor an existing profile file's absolute path");
         }
 
         for (int i = 0; i < policy.Rlimits.Length; i++)

@@ -55,8 +55,9 @@ public sealed record SandboxPolicy
     public ImmutableArray<Rlimit> Rlimits { get; init; } = DefaultRlimits;
 
     /// <summary>
-    /// The seccomp profile: a built-in name (<c>default</c>, <c>strict</c>, <c>permissive</c>) or the
-    /// path of a profile file (docs/seccomp.md).
+    /// The seccomp profile: a built-in name (<c>default</c>, <c>strict</c>, <c>permissive</c>), the path
+    /// of a profile file (docs/seccomp.md), or <c>unconfined</c> for no syscall filter at all, which
+    /// leaves the kernel's whole surface open and is meant only for measuring the filter's cost.
     /// </summary>
     public string SeccompProfile { get; init; } = "default";
 

@@ -173,7 +173,7 @@ internal sealed class SandboxRun : IReportSink
         try
         {
             CgroupHost host = s_cgroupHost.Value;
-            SandboxCgroup.RemoveStale(host, limits.CgroupParent);
+            RemoveStaleCgroups(host, limits.CgroupParent);
             _cgroup = SandboxCgroup.Create(host, limits, $"run{Interlocked.Increment(ref s_runCounter)}");
         }
         catch (CgroupUnavailableException e)
@@ -194,6 +194,29 @@ internal sealed class SandboxRun : IReportSink
     }
 
     private static readonly Lazy<CgroupHost> s_cgroupHost = new(CgroupHost.Detect);
+    private static long s_lastStaleScan = long.MinValue;
+
+    /// <summary>
+    /// Removes cgroups that a Confine killed without cleaning up left behind: on the first run with a
+    /// cgroup, then at most once a minute, since a scan reads every hierarchy's directory.
+    /// </summary>
+    /// <summary>Makes the next run with a cgroup scan for stale ones, as the first run of a new process does.</summary>
+    internal static void ScanForStaleCgroupsOnNextRun() => Interlocked.Exchange(ref s_lastStaleScan, long.MinValue);
+
+    private static void RemoveStaleCgroups(CgroupHost host, string? parent)
+    {
+        long now = Environment.TickCount64;
+        long last = Interlocked.Read(ref s_lastStaleScan);
+        if (last != long.MinValue && now - last < 60_000)
+        {
+            return;
+        }
+
+        if (Interlocked.CompareExchange(ref s_lastStaleScan, now, last) == last)
+        {
+            SandboxCgroup.RemoveStale(host, parent);
+        }
+    }
     private static long s_runCounter;
 
     /// <summary>Puts the init into the run's cgroup; called on the init's pid report, before the command exists.</summary>

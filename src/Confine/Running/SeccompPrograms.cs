@@ -18,9 +18,20 @@ internal static class SeccompPrograms
     /// <summary>A compiled profile and how the helper must load it.</summary>
     public sealed record Compiled(SeccompProfile Profile, byte[] Program, uint Flags);
 
-    /// <summary>The compiled program for <paramref name="name"/>; throws <see cref="PolicyException"/> for a bad one.</summary>
-    public static Compiled For(string name)
+    /// <summary>The profile name that turns syscall filtering off, as Docker's <c>seccomp=unconfined</c> does.</summary>
+    public const string Unconfined = "unconfined";
+
+    /// <summary>
+    /// The compiled program for <paramref name="name"/>, or null for <see cref="Unconfined"/>; throws
+    /// <see cref="PolicyException"/> for a bad one.
+    /// </summary>
+    public static Compiled? For(string name)
     {
+        if (name == Unconfined)
+        {
+            return null;
+        }
+
         SeccompProfile? builtin = SeccompProfile.Builtin(name);
         if (builtin is not null)
         {

@@ -150,6 +150,8 @@ public sealed class SandboxLimitsTests
         string stale = Path.Combine(parent, "confine-4194000-1-run1");
         Directory.CreateDirectory(stale);
 
+        // As the first run of a freshly started Confine would.
+        Confine.Running.SandboxRun.ScanForStaleCgroupsOnNextRun();
         await Sandbox.RunAsync(With(new ResourceLimits { MemoryBytes = 64 * MiB }), ["true"]);
         Assert.False(Directory.Exists(stale), "the stale cgroup was not removed");
     }
