@@ -11,6 +11,8 @@ internal static unsafe partial class Interop
     internal const int AT_FDCWD = -100;
     internal const uint STATX_TYPE = 0x1;
     internal const uint STATX_MODE = 0x2;
+    internal const uint STATX_UID = 0x8;
+    internal const int AT_SYMLINK_NOFOLLOW = 0x100;
     internal const ushort S_IFMT = 0xF000;
     internal const ushort S_IFBLK = 0x6000;
 
@@ -18,6 +20,7 @@ internal static unsafe partial class Interop
     [StructLayout(LayoutKind.Explicit, Size = 256)]
     internal struct Statx
     {
+        [FieldOffset(20)] public uint Uid;
         [FieldOffset(28)] public ushort Mode;
         [FieldOffset(128)] public uint RdevMajor;
         [FieldOffset(132)] public uint RdevMinor;

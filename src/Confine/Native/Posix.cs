@@ -93,6 +93,15 @@ internal static unsafe class Posix
         return status;
     }
 
+    /// <summary>The owner of <paramref name="path"/> itself (a symlink is not followed); null if it cannot be read.</summary>
+    public static uint? OwnerOf(string path)
+    {
+        Interop.Statx buffer;
+        return Interop.statx(Interop.AT_FDCWD, path, Interop.AT_SYMLINK_NOFOLLOW, Interop.STATX_UID, &buffer) == 0
+            ? buffer.Uid
+            : null;
+    }
+
     public static string StrError(int errno) => Marshal.PtrToStringUTF8(Interop.strerror(errno)) ?? $"errno {errno}";
 
     public static int Check(int result, string what)

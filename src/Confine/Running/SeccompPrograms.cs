@@ -72,7 +72,7 @@ internal static class SeccompPrograms
 
     private static Compiled Compile(SeccompProfile profile)
     {
-        byte[] program = SeccompCompiler.Compile(profile);
+        byte[] program = SeccompProgramCache.GetOrCompile(profile);
         return new Compiled(profile, program, profile.UsesNotification ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0);
     }
 }
