@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
 using Confine.Native;
@@ -7,69 +8,71 @@ namespace Confine.Running;
 
 /// <summary>
 /// Compiled seccomp programs kept on disk between processes, so that a short-lived caller (the
-/// <c>confine</c> command) does not pay libseccomp's few milliseconds on every run.
+/// <c>confine</c> command) does not pay for building and compiling a profile on every run.
 /// </summary>
 /// <remarks>
-/// A program is found by the SHA-256 of everything that decides it: the profile as JSON, the
-/// libseccomp version and this build of Confine. The cache directory must belong to the caller and
-/// be closed to everyone else (0700), since whoever can write a program there decides what the
-/// sandbox may call; a directory that is not so, or an entry whose checksum does not match, is
-/// ignored and the profile compiled afresh.
+/// A program is found by the SHA-256 of everything that decides it: the profile (a built-in's name,
+/// or a file profile's JSON), the libseccomp version and this build of Confine. The cache directory
+/// must belong to the caller and be closed to everyone else (0700), since whoever can write a
+/// program there decides what the sandbox may call; a directory that is not so, or an entry whose
+/// checksum does not match, is ignored and the profile compiled afresh.
 /// </remarks>
 internal static class SeccompProgramCache
 {
-    private const string Magic = "confine-seccomp-1";
+    private const string Magic = "confine-seccomp-2";
 
-    public static byte[] GetOrCompile(SeccompProfile profile) => GetOrCompile(profile, DefaultDirectory());
+    /// <summary>A compiled program and the flags it must be loaded with.</summary>
+    public readonly record struct Entry(byte[] Program, uint Flags);
 
-    /// <summary>As <see cref="GetOrCompile(SeccompProfile)"/> with the cache in <paramref name="directory"/>, if it can be trusted.</summary>
-    internal static byte[] GetOrCompile(SeccompProfile profile, string? directory)
+    /// <summary>The program for <paramref name="identity"/>, compiled by <paramref name="compile"/> when not cached.</summary>
+    public static Entry GetOrCompile(string identity, Func<Entry> compile) => GetOrCompile(identity, compile, DefaultDirectory());
+
+    internal static Entry GetOrCompile(string identity, Func<Entry> compile, string? directory)
     {
         directory = directory is null ? null : Trusted(directory);
-        string key = Key(profile);
-        string? path = directory is null ? null : Path.Combine(directory, key + ".bpf");
-        if (path is not null && TryLoad(path) is byte[] cached)
+        string? path = directory is null ? null : Path.Combine(directory, Key(identity) + ".bpf");
+        if (path is not null && TryLoad(path) is Entry cached)
         {
             return cached;
         }
 
-        byte[] program = SeccompCompiler.Compile(profile);
+        Entry entry = compile();
         if (path is not null)
         {
-            TryStore(path, program);
+            TryStore(path, entry);
         }
 
-        return program;
+        return entry;
     }
 
-    private static string Key(SeccompProfile profile)
+    private static string Key(string identity)
     {
-        string identity = string.Join(
+        string full = string.Join(
             '\n',
             Magic,
-            SeccompProfileJson.Serialize(profile),
+            identity,
             SeccompInterop.LibraryVersion(),
             typeof(SeccompProgramCache).Assembly.ManifestModule.ModuleVersionId.ToString());
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(identity)));
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(full)));
     }
 
     /// <summary>The caller's own cache directory; null when there is none.</summary>
     private static string? DefaultDirectory()
     {
         string? overridden = Environment.GetEnvironmentVariable("CONFINE_CACHE_DIR");
-        string? baseDirectory = overridden ?? Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        if (!string.IsNullOrEmpty(overridden))
+        {
+            return overridden;
+        }
+
+        string? baseDirectory = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
         if (string.IsNullOrEmpty(baseDirectory))
         {
             string? home = Environment.GetEnvironmentVariable("HOME");
             baseDirectory = Interop.geteuid() == 0 ? "/var/cache" : string.IsNullOrEmpty(home) ? null : Path.Combine(home, ".cache");
         }
 
-        if (baseDirectory is null)
-        {
-            return null;
-        }
-
-        return overridden ?? Path.Combine(baseDirectory, "confine");
+        return baseDirectory is null ? null : Path.Combine(baseDirectory, "confine");
     }
 
     /// <summary><paramref name="directory"/>, created 0700 if missing, when only the caller can write it; else null.</summary>
@@ -77,9 +80,8 @@ internal static class SeccompProgramCache
     {
         try
         {
-            System.IO.Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            var info = new DirectoryInfo(directory);
-            bool closedToOthers = (info.UnixFileMode & (UnixFileMode)0x3f) == 0;
+            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            bool closedToOthers = (new DirectoryInfo(directory).UnixFileMode & (UnixFileMode)0x3f) == 0;
             return closedToOthers && OwnedByCaller(directory) ? directory : null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -90,18 +92,19 @@ internal static class SeccompProgramCache
 
     private static bool OwnedByCaller(string path) => Posix.OwnerOf(path) == Interop.geteuid();
 
-    private static byte[]? TryLoad(string path)
+    // Layout: SHA-256 of the rest, then the load flags (u32, little-endian), then the program.
+    private static Entry? TryLoad(string path)
     {
         try
         {
             byte[] content = File.ReadAllBytes(path);
-            if (content.Length < 32 || (content.Length - 32) % 8 != 0 || !OwnedByCaller(path))
+            if (content.Length < 36 || (content.Length - 36) % 8 != 0 || !OwnedByCaller(path)
+                || !SHA256.HashData(content.AsSpan(32)).AsSpan().SequenceEqual(content.AsSpan(0, 32)))
             {
                 return null;
             }
 
-            byte[] program = content[32..];
-            return SHA256.HashData(program).AsSpan().SequenceEqual(content.AsSpan(0, 32)) ? program : null;
+            return new Entry(content[36..], BinaryPrimitives.ReadUInt32LittleEndian(content.AsSpan(32)));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -109,8 +112,11 @@ internal static class SeccompProgramCache
         }
     }
 
-    private static void TryStore(string path, byte[] program)
+    private static void TryStore(string path, Entry entry)
     {
+        byte[] body = new byte[4 + entry.Program.Length];
+        BinaryPrimitives.WriteUInt32LittleEndian(body, entry.Flags);
+        entry.Program.CopyTo(body, 4);
         string temporary = $"{path}.{Environment.ProcessId}.tmp";
         try
         {
@@ -121,8 +127,8 @@ internal static class SeccompProgramCache
                 UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
             }))
             {
-                file.Write(SHA256.HashData(program));
-                file.Write(program);
+                file.Write(SHA256.HashData(body));
+                file.Write(body);
             }
 
             File.Move(temporary, path, overwrite: true);

@@ -16,7 +16,7 @@ internal static class SeccompPrograms
     private static readonly ConcurrentDictionary<string, Compiled> s_cache = new(StringComparer.Ordinal);
 
     /// <summary>A compiled profile and how the helper must load it.</summary>
-    public sealed record Compiled(SeccompProfile Profile, byte[] Program, uint Flags);
+    public sealed record Compiled(byte[] Program, uint Flags);
 
     /// <summary>The profile name that turns syscall filtering off, as Docker's <c>seccomp=unconfined</c> does.</summary>
     public const string Unconfined = "unconfined";
@@ -32,10 +32,10 @@ internal static class SeccompPrograms
             return null;
         }
 
-        SeccompProfile? builtin = SeccompProfile.Builtin(name);
-        if (builtin is not null)
+        if (name is "default" or "strict" or "permissive")
         {
-            return s_cache.GetOrAdd(name, _ => Compile(builtin));
+            // A built-in is named by its name in the disk cache, so a cached one is not even built.
+            return s_cache.GetOrAdd(name, n => FromCache($"builtin:{n}", () => SeccompProfile.Builtin(n)!));
         }
 
         if (!name.StartsWith('/') && !name.StartsWith('.'))
@@ -49,9 +49,24 @@ internal static class SeccompPrograms
             throw new PolicyException("seccomp_profile", $"the profile file '{path}' does not exist");
         }
 
-        // A file is compiled again whenever it changes.
+        // A file is compiled again whenever it changes; its content, not its path, names it on disk.
         string key = $"{path}\n{File.GetLastWriteTimeUtc(path).Ticks}";
-        return s_cache.GetOrAdd(key, _ => Compile(Load(path)));
+        return s_cache.GetOrAdd(key, _ =>
+        {
+            SeccompProfile profile = Load(path);
+            return FromCache($"file:{SeccompProfileJson.Serialize(profile)}", () => profile);
+        });
+    }
+
+    private static Compiled FromCache(string identity, Func<SeccompProfile> profile)
+    {
+        SeccompProgramCache.Entry entry = SeccompProgramCache.GetOrCompile(identity, () =>
+        {
+            SeccompProfile built = profile();
+            return new SeccompProgramCache.Entry(
+                SeccompCompiler.Compile(built), built.UsesNotification ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0);
+        });
+        return new Compiled(entry.Program, entry.Flags);
     }
 
     private static SeccompProfile Load(string path)
@@ -68,11 +83,5 @@ internal static class SeccompPrograms
         {
             throw new PolicyException($"seccomp_profile ({path}): {e.Path}", e.Reason);
         }
-    }
-
-    private static Compiled Compile(SeccompProfile profile)
-    {
-        byte[] program = SeccompProgramCache.GetOrCompile(profile);
-        return new Compiled(profile, program, profile.UsesNotification ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0);
     }
 }

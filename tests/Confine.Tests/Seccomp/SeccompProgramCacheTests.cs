@@ -17,32 +17,37 @@ public sealed class SeccompProgramCacheTests : IDisposable
         }
     }
 
+    private static SeccompProgramCache.Entry Compile(SeccompProfile profile) => new(SeccompCompiler.Compile(profile), 8);
+
     [Fact]
     public void GetOrCompile_SecondCall_LoadsTheSameProgramFromDisk()
     {
-        byte[] first = SeccompProgramCache.GetOrCompile(SeccompProfile.Strict, _directory);
+        int compiles = 0;
+        SeccompProgramCache.Entry first = SeccompProgramCache.GetOrCompile("test:strict", () => { compiles++; return Compile(SeccompProfile.Strict); }, _directory);
         string entry = Assert.Single(Directory.GetFiles(_directory, "*.bpf"));
-        Assert.Equal(first, SeccompProgramCache.GetOrCompile(SeccompProfile.Strict, _directory));
-        Assert.Equal(SeccompCompiler.Compile(SeccompProfile.Strict), first);
+        SeccompProgramCache.Entry second = SeccompProgramCache.GetOrCompile("test:strict", () => { compiles++; return Compile(SeccompProfile.Strict); }, _directory);
+        Assert.Equal(1, compiles);
+        Assert.Equal(first.Program, second.Program);
+        Assert.Equal(8u, second.Flags);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(entry));
     }
 
     [Fact]
-    public void GetOrCompile_TamperedEntry_IsIgnoredAndReplaced()
+    public void GetOrCompile_TamperedEntry_IsIgnoredAndCompiledAfresh()
     {
-        byte[] genuine = SeccompProgramCache.GetOrCompile(SeccompProfile.Default, _directory);
+        SeccompProgramCache.Entry genuine = SeccompProgramCache.GetOrCompile("test:default", () => Compile(SeccompProfile.Default), _directory);
         string entry = Assert.Single(Directory.GetFiles(_directory, "*.bpf"));
 
-        // An allow-everything program with a checksum that does not match it.
+        // A corrupted entry: its checksum no longer matches.
         byte[] content = File.ReadAllBytes(entry);
         content[^1] ^= 0xff;
         File.WriteAllBytes(entry, content);
-        Assert.Equal(genuine, SeccompProgramCache.GetOrCompile(SeccompProfile.Default, _directory));
+        Assert.Equal(genuine.Program, SeccompProgramCache.GetOrCompile("test:default", () => Compile(SeccompProfile.Default), _directory).Program);
 
-        // A program with a matching checksum in a directory others could write: not trusted either.
-        byte[] forged = new byte[8];
+        // An allow-everything program with a valid checksum, in a directory others could write.
+        byte[] forged = [0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0xff, 0x7f];
         File.WriteAllBytes(entry, [.. SHA256.HashData(forged), .. forged]);
         File.SetUnixFileMode(_directory, (UnixFileMode)0x1ff);
-        Assert.Equal(genuine, SeccompProgramCache.GetOrCompile(SeccompProfile.Default, _directory));
+        Assert.Equal(genuine.Program, SeccompProgramCache.GetOrCompile("test:default", () => Compile(SeccompProfile.Default), _directory).Program);
     }
 }
