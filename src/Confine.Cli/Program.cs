@@ -7,6 +7,8 @@ Sandbox.PrepareAhead = false;
 
 var root = new RootCommand("Confine: run untrusted commands in an isolated Linux sandbox and get an exact verdict back");
 root.Subcommands.Add(RunCommand.Create());
+root.Subcommands.Add(PolicyCommand.Create());
+root.Subcommands.Add(CheckCommand.Create());
 
 ParseResult parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)
@@ -22,7 +24,8 @@ if (parsed.Errors.Count > 0)
 
 try
 {
-    return await parsed.InvokeAsync();
+    // The default handler would print a stack trace and exit 1; a policy error is bad input (2).
+    return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (PolicyException e)
 {

@@ -29,8 +29,7 @@ internal static class RunCommand
             SandboxPolicy policy;
             try
             {
-                policy = policyOptions.Apply(result, SandboxPolicy.Default);
-                PolicyValidator.Validate(policy);
+                policy = policyOptions.Build(result).Validate();
             }
             catch (PolicyException e)
             {

@@ -122,8 +122,8 @@ internal static class SandboxPlanner
     /// <summary>
     /// Landlock rules that mirror the mounts: system paths and read-only binds can be read and
     /// executed, tmpfs mounts and writable binds also written, the device nodes read and written,
-    /// /proc read (its writable files stay as the mounts left them). Nothing else is reachable, so
-    /// a mount that is wider than it should be is still held to the policy.
+    /// /proc read, every directory listed. No file outside those can be opened, so a mount that is
+    /// wider than it should be is still held to the policy.
     /// </summary>
     private static void WriteLandlock(PlanWriter plan, SandboxPolicy policy)
     {
@@ -139,7 +139,12 @@ internal static class SandboxPlanner
         ulong write = handled & ~(Landlock.LANDLOCK_ACCESS_FS_MAKE_CHAR | Landlock.LANDLOCK_ACCESS_FS_MAKE_BLOCK | Landlock.LANDLOCK_ACCESS_FS_IOCTL_DEV);
         ulong device = handled & (Landlock.LANDLOCK_ACCESS_FS_READ_FILE | Landlock.LANDLOCK_ACCESS_FS_WRITE_FILE | Landlock.LANDLOCK_ACCESS_FS_TRUNCATE);
 
-        var rules = new List<(ulong Access, string Path)>();
+        var rules = new List<(ulong Access, string Path)>
+        {
+            // Listing is allowed everywhere: the mounts decide what exists, and programs list the
+            // parents of what they may read (ls /, a shell's path completion, Python's sys.path).
+            (Landlock.LANDLOCK_ACCESS_FS_READ_DIR, "/"),
+        };
         rules.AddRange(policy.SystemPaths.Select(p => (Read, p)));
         rules.AddRange(policy.Binds.Select(b => (b.Writable ? write : Read, b.Target)));
         rules.AddRange(policy.Tmpfs.Select(t => (write, t.Target)));

@@ -15,6 +15,8 @@ public static class PolicyValidator
     {
         ArgumentNullException.ThrowIfNull(policy);
 
+        // Limits first: a tmpfs is checked against the memory limit, which must itself be sound.
+        ValidateResources(policy.Resources);
         ValidateHostname(policy.Hostname);
         RequireSandboxPath("workdir", policy.WorkingDirectory, allowRoot: true);
 
@@ -125,6 +127,9 @@ public static class PolicyValidator
                 throw new PolicyException($"rlimits[{i}]", $"soft limit {limit.Soft} is above the hard limit {limit.Hard}");
             }
         }
+
+        ValidateHostIds(policy.HostIdBase);
+        ValidateSeccompProfile(policy.SeccompProfile);
     }
 
     /// <summary>Checks a command line: a non-empty program name and no NUL characters.</summary>
@@ -195,6 +200,138 @@ public static class PolicyValidator
             {
                 throw new PolicyException(key, $"'{target}' is inside {reserved}, which the sandbox builds itself");
             }
+        }
+    }
+
+    /// <summary>
+    /// Root maps the sandbox's 65536 ids onto <c>HostIdBase</c> and up. A base of 0 would make the
+    /// sandbox's root the host's root, and a range past 2^32 - 1 (the kernel's "no id") cannot be
+    /// mapped, so neither is accepted, whatever else the policy says.
+    /// </summary>
+    private static void ValidateHostIds(uint hostIdBase)
+    {
+        if (hostIdBase == 0)
+        {
+            throw new PolicyException(
+                "host_id_base", "0 would map the sandbox's root to the host's root; use an unused range such as 1000000000");
+        }
+
+        if (hostIdBase > uint.MaxValue - 1 - (SandboxUser.MaxId + 1))
+        {
+            throw new PolicyException("host_id_base", $"{hostIdBase} leaves no room for {SandboxUser.MaxId + 1} ids below 2^32 - 1");
+        }
+    }
+
+    /// <summary>
+    /// Impossible cgroup limits are refused here, before any cgroup exists, so <c>confine policy
+    /// validate</c> catches them too. Whether the host can enforce them is the cgroup backend's to say.
+    /// </summary>
+    private static void ValidateResources(ResourceLimits resources)
+    {
+        if (resources.MemoryBytes is <= 0)
+        {
+            throw new PolicyException("resources.memory", $"must be positive, not {resources.MemoryBytes}; leave it unset for no limit");
+        }
+
+        if (resources.MemorySwapBytes is long swap)
+        {
+            if (resources.MemoryBytes is not long memory)
+            {
+                throw new PolicyException("resources.memory_swap", "needs resources.memory: it is memory plus swap");
+            }
+
+            if (swap != -1 && swap < memory)
+            {
+                throw new PolicyException(
+                    "resources.memory_swap",
+                    $"{swap} bytes is below the memory limit of {memory} bytes; it counts memory plus swap (-1 for unlimited swap)");
+            }
+        }
+
+        if (resources.Cpus is double cpus && (!double.IsFinite(cpus) || cpus <= 0))
+        {
+            throw new PolicyException("resources.cpus", $"must be a positive number of cores, not {cpus}");
+        }
+
+        if (resources.CpusetCpus is string cpuset && !IsCpuList(cpuset))
+        {
+            throw new PolicyException("resources.cpuset_cpus", $"'{cpuset}' is not a CPU list such as 0-3,5");
+        }
+
+        if (resources.CpuTime is TimeSpan cpuTime && cpuTime <= TimeSpan.Zero)
+        {
+            throw new PolicyException("resources.cpu_time", $"must be positive, not {cpuTime}; leave it unset for no limit");
+        }
+
+        if (resources.PidsLimit is <= 0)
+        {
+            throw new PolicyException(
+                "resources.pids_limit", $"must be positive, not {resources.PidsLimit}; leave it unset for no limit");
+        }
+
+        var devices = new HashSet<string>(StringComparer.Ordinal);
+        for (int i = 0; i < resources.DeviceIo.Length; i++)
+        {
+            DeviceIoLimit device = resources.DeviceIo[i];
+            string key = $"resources.device_io[{i}]";
+            if (string.IsNullOrWhiteSpace(device.Device))
+            {
+                throw new PolicyException($"{key}.device", "names no device");
+            }
+
+            if (!devices.Add(device.Device))
+            {
+                throw new PolicyException($"{key}.device", $"'{device.Device}' is limited twice");
+            }
+
+            foreach ((string field, long? rate) in (ReadOnlySpan<(string, long?)>)
+                [("read_bps", device.ReadBps), ("write_bps", device.WriteBps), ("read_iops", device.ReadIops), ("write_iops", device.WriteIops)])
+            {
+                if (rate is <= 0)
+                {
+                    throw new PolicyException($"{key}.{field}", $"must be positive, not {rate}");
+                }
+            }
+
+            if (device.ReadBps is null && device.WriteBps is null && device.ReadIops is null && device.WriteIops is null)
+            {
+                throw new PolicyException(key, $"sets no limit for '{device.Device}'");
+            }
+        }
+
+        if (resources.CgroupParent is string parent
+            && (parent.Length == 0 || parent.Contains('\0') || parent.Split('/').Any(p => p is "." or "..")))
+        {
+            throw new PolicyException("resources.cgroup_parent", $"'{parent}' is not a cgroup path without '.' or '..'");
+        }
+    }
+
+    /// <summary>The kernel's list format: comma-separated numbers and ranges (<c>0-3,5,8-9</c>).</summary>
+    private static bool IsCpuList(string text) =>
+        text.Length > 0 && text.Split(',').All(part =>
+        {
+            string[] range = part.Split('-');
+            return range.Length is 1 or 2
+                && range.All(n => n.Length is > 0 and < 6 && n.All(char.IsAsciiDigit))
+                && (range.Length == 1 || int.Parse(range[0]) <= int.Parse(range[1]));
+        });
+
+    private static void ValidateSeccompProfile(string profile)
+    {
+        if (PolicyFile.BuiltinSeccompProfiles.Contains(profile))
+        {
+            return;
+        }
+
+        if (!profile.StartsWith('/'))
+        {
+            throw new PolicyException(
+                "seccomp_profile", $"'{profile}' is not a built-in profile (default, strict, permissive) or an absolute path");
+        }
+
+        if (!File.Exists(profile))
+        {
+            throw new PolicyException("seccomp_profile", $"'{profile}' does not exist");
         }
     }
 }

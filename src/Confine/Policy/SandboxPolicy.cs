@@ -101,7 +101,12 @@ public sealed record SandboxPolicy
     ];
 
     // Declared after the defaults it reads: static initialisers run in textual order.
-    /// <summary>The policy used when the caller gives none: every namespace, no network, read-only system.</summary>
+    /// <summary>
+    /// The library's baseline when the caller gives no policy: every namespace, only the sandbox's own
+    /// loopback, the system directories read-only, a 64 MiB <c>/tmp</c>, and no cgroup limits, so it
+    /// runs wherever namespaces do. The command line starts from <see cref="IsolationLevel.Balanced"/>
+    /// instead, which adds memory and process limits; <see cref="IsolationLevels.Policy"/> gives each level.
+    /// </summary>
     public static SandboxPolicy Default { get; } = new();
 }
 

@@ -95,4 +95,47 @@ public static class Units
 
         return total;
     }
+
+    /// <summary>
+    /// Writes a byte count the way <see cref="ParseSize"/> reads it, with the largest binary suffix
+    /// that keeps it exact: <c>268435456</c> is <c>256m</c>, <c>1000</c> stays <c>1000</c>.
+    /// </summary>
+    public static string FormatSize(long bytes)
+    {
+        foreach ((int shift, char suffix) in (ReadOnlySpan<(int, char)>)[(40, 't'), (30, 'g'), (20, 'm'), (10, 'k')])
+        {
+            long unit = 1L << shift;
+            if (bytes != 0 && bytes % unit == 0)
+            {
+                return (bytes / unit).ToString(CultureInfo.InvariantCulture) + suffix;
+            }
+        }
+
+        return bytes.ToString(CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>
+    /// Writes a duration the way <see cref="ParseDuration"/> reads it: <c>10s</c>, <c>1m30s</c>,
+    /// <c>1h</c>, <c>250ms</c>; exact to the millisecond.
+    /// </summary>
+    public static string FormatDuration(TimeSpan duration)
+    {
+        long milliseconds = (long)Math.Round(duration.TotalMilliseconds);
+        if (milliseconds == 0)
+        {
+            return "0s";
+        }
+
+        var text = new System.Text.StringBuilder();
+        foreach ((long unit, string suffix) in (ReadOnlySpan<(long, string)>)[(3_600_000, "h"), (60_000, "m"), (1000, "s"), (1, "ms")])
+        {
+            if (milliseconds >= unit)
+            {
+                text.Append((milliseconds / unit).ToString(CultureInfo.InvariantCulture)).Append(suffix);
+                milliseconds %= unit;
+            }
+        }
+
+        return text.ToString();
+    }
 }

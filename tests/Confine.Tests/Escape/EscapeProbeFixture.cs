@@ -46,7 +46,7 @@ public sealed class EscapeProbeFixture : IDisposable
         RootVerdict = root;
         RootOutcomes = Parse(root.Stdout.Text);
 
-        CliResult cli = ConfineCli.Run(["run", "--json", "-v", $"{_directory}:/probe", "--", .. command], unprivileged: true);
+        CliResult cli = ConfineCli.Run(["run", "--json", "--allow-degrade", "-v", $"{_directory}:/probe", "--", .. command], unprivileged: true);
         RootlessVerdict = VerdictJson.Deserialize(cli.Stdout);
         RootlessOutcomes = Parse(RootlessVerdict.Stdout.Text);
 

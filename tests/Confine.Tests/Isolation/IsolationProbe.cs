@@ -15,7 +15,7 @@ internal static class IsolationProbe
         if touch /probe-root 2>/tmp/err; then echo "root_write=ok"; else echo "root_write=$(cat /tmp/err)"; fi
         if touch /usr/probe 2>/tmp/err; then echo "usr_write=ok"; else echo "usr_write=$(cat /tmp/err)"; fi
         if echo hi > /tmp/probe && [ "$(cat /tmp/probe)" = hi ]; then echo "tmp_write=ok"; fi
-        echo "tmp_cap=$(head -c 100M /dev/zero 2>&1 >/tmp/big || true)" 
+        echo "tmp_cap=$(head -c 300M /dev/zero 2>&1 >/tmp/big || true)" 
         rm -f /tmp/big
         echo "ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')"
         echo "root_entries=$(ls / | tr '\n' ' ')"

@@ -18,7 +18,7 @@ public sealed class RootlessIsolationTests
         using var hostProcess = System.Diagnostics.Process.Start("sleep", marker);
         try
         {
-            CliResult result = ConfineCli.Run(["run", "--json", "--", "/bin/sh", "-c", IsolationProbe.Script], unprivileged: true);
+            CliResult result = ConfineCli.Run(["run", "--allow-degrade", "--json", "--", "/bin/sh", "-c", IsolationProbe.Script], unprivileged: true);
             Assert.True(result.ExitCode == 0, result.Stdout + result.Stderr);
             Verdict verdict = VerdictJson.Deserialize(result.Stdout);
             Dictionary<string, string> facts = IsolationTests.Facts(verdict.Stdout.Text);
@@ -36,7 +36,7 @@ public sealed class RootlessIsolationTests
     public void Run_AsUnprivilegedUserWithUser_RunsAsThatIdInside()
     {
         CliResult result = ConfineCli.Run(
-            ["run", "--user", "1000:1000", "--", "/bin/sh", "-c", "id -u; id -g; grep CapEff /proc/self/status; touch /tmp/x && echo wrote"],
+            ["run", "--allow-degrade", "--user", "1000:1000", "--", "/bin/sh", "-c", "id -u; id -g; grep CapEff /proc/self/status; touch /tmp/x && echo wrote"],
             unprivileged: true);
         Assert.True(result.ExitCode == 0, result.Stderr);
         Assert.Equal(["1000", "1000", "CapEff:\t0000000000000000", "wrote"], result.Stdout.Trim().Split('\n'));
@@ -47,7 +47,7 @@ public sealed class RootlessIsolationTests
     {
         string marker = NewMarker();
         CliResult result = ConfineCli.Run(
-            ["run", "--timeout", "1s", "--", "/bin/sh", "-c", $"setsid sh -c 'sleep {marker} & sleep {marker}' & sleep {marker}"],
+            ["run", "--allow-degrade", "--timeout", "1s", "--", "/bin/sh", "-c", $"setsid sh -c 'sleep {marker} & sleep {marker}' & sleep {marker}"],
             unprivileged: true);
         Assert.Equal(124, result.ExitCode);
         Assert.True(WaitUntilGone(marker, TimeSpan.FromSeconds(2)), "a sandboxed process outlived the run");
