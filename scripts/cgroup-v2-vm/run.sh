@@ -25,7 +25,12 @@ verbose=${CONFINE_VM_VERBOSE:-0}
 
 # Debian builds these as modules while cgroups, the serial console, devtmpfs and tmpfs are built
 # in. Their dependencies are worked out from modules.dep, so only the leaves are named here.
-guest_modules=(virtio_pci 9pnet_virtio 9p overlay)
+guest_modules=(virtio_pci 9pnet_virtio 9p overlay virtio_blk crc32c_generic ext4)
+
+# A small ext4 disk on virtio-blk, mounted in the guest at this path: the I/O throttling tests
+# need a directory on a real block device, which 9p, the overlay and tmpfs are not.
+scratch_disk_size=256M
+scratch_mount=/mnt/confine-block
 
 # The largest 9p message the guest's virtio transport accepts; big messages matter because every
 # file the .NET runtime opens comes over 9p.
@@ -233,6 +238,7 @@ write_payload() {
           ;;
       esac
     done
+    echo "[ -d $(shell_quote "$scratch_mount/lost+found") ] && export CONFINE_TEST_BLOCK_DIRECTORY=$(shell_quote "$scratch_mount")"
     echo "cd $(shell_quote "$PWD") 2>/dev/null || cd /"
     printf 'exec'
     local arg
@@ -286,6 +292,7 @@ build_initramfs() {
 
   echo "project_dir=$(shell_quote "$repo")" >"$staging/confine-vm.conf"
   echo "msize=$msize" >>"$staging/confine-vm.conf"
+  echo "scratch_mount=$(shell_quote "$scratch_mount")" >>"$staging/confine-vm.conf"
   write_payload "$staging/payload" "$@"
 
   (cd "$staging" && find . -mindepth 1 | busybox cpio -o -H newc 2>/dev/null) >"$out"
@@ -340,6 +347,12 @@ main() {
   note "building the initramfs"
   build_initramfs "$kernel_dir/root/lib/modules/$kver" "$run_dir/initramfs.cpio" "$run_dir/initramfs" "$@"
 
+  # Sparse, so it costs the host almost nothing; mkfs.ext4 comes with e2fsprogs, which every
+  # Debian system has.
+  truncate -s "$scratch_disk_size" "$run_dir/scratch.img"
+  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$run_dir/scratch.img" ||
+    die "mkfs.ext4 on the scratch disk failed"
+
   local accel=(-accel tcg,thread=multi -cpu max)
   if [[ ${CONFINE_VM_KVM:-0} == 1 ]]; then
     # Opt-in only: this project's usual host exposes a nested /dev/kvm that cannot boot a
@@ -375,6 +388,7 @@ main() {
     -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot
     -fsdev "local,id=project,path=${repo//,/,,},security_model=$project_model,multidevs=remap"
     -device virtio-9p-pci,fsdev=project,mount_tag=project
+    -drive "file=$run_dir/scratch.img,if=virtio,format=raw,cache=unsafe"
   )
   note "booting $package ($kver), $cpus vCPUs, $memory"
   local rc=0

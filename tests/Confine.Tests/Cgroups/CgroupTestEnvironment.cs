@@ -102,13 +102,16 @@ internal static class CgroupTestEnvironment
 
     /// <summary>
     /// A directory on a real block device for the I/O test, with the device's numbers; null when the
-    /// test binaries sit on a virtual filesystem (9p, overlay, tmpfs).
+    /// test binaries sit on a virtual filesystem (9p, overlay, tmpfs) and no other directory is named.
+    /// The cgroup v2 guest names its scratch disk in <c>CONFINE_TEST_BLOCK_DIRECTORY</c>.
     /// </summary>
     public static (string Directory, BlockDevice Device)? BlockDeviceDirectory
     {
         get
         {
-            string directory = AppContext.BaseDirectory;
+            string directory = Environment.GetEnvironmentVariable("CONFINE_TEST_BLOCK_DIRECTORY") is { Length: > 0 } named
+                ? named
+                : AppContext.BaseDirectory;
             Interop.Error error = CgroupSyscalls.StatDevice(directory, out _, out uint major, out uint minor);
             if (error != Interop.Error.None || major == 0)
             {
@@ -123,7 +126,7 @@ internal static class CgroupTestEnvironment
     /// <summary>Why no block device can be throttled by the tests, or null.</summary>
     public static string? BlockDeviceSkipReason =>
         BlockDeviceDirectory is null
-            ? $"{AppContext.BaseDirectory} is not on a block device (9p, overlay or tmpfs)"
+            ? $"{AppContext.BaseDirectory} is not on a block device (9p, overlay or tmpfs) and CONFINE_TEST_BLOCK_DIRECTORY names none"
             : null;
 
     private static bool IsRoot()
