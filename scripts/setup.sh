@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # musl-tools: a 90 KB static helper instead of a 700 KB glibc one (cc -static is the fallback).
 # bubblewrap: the peer the benchmark compares against. python3: used by tests and examples.
-# qemu-system-x86, busybox-static: the cgroup v2 test VM.
-packages=(musl-tools bubblewrap python3 util-linux qemu-system-x86 busybox-static)
+# qemu-system-x86, busybox-static: the cgroup v2 test VM. libseccomp-dev: only its header, for the
+# test that checks Confine's libseccomp constants against it (Confine itself needs no -dev package).
+packages=(musl-tools bubblewrap python3 util-linux qemu-system-x86 busybox-static libseccomp-dev)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -94,7 +94,7 @@ internal sealed class PolicyOptions
 
     public Option<string?> Seccomp { get; } = new("--seccomp")
     {
-        Description = "Seccomp profile: default, strict, permissive, or a profile file",
+        Description = "Seccomp profile: default, strict, permissive, unconfined (no filter), or a profile file",
     };
 
     public Option<bool> Landlock { get; } = new("--landlock") { Description = "Confine file access with Landlock too (Linux 5.13+)" };

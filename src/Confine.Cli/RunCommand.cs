@@ -11,6 +11,15 @@ internal static class RunCommand
         var json = new Option<bool>("--json") { Description = "Print the verdict as JSON on stdout, with the command's output inside it" };
         var verdictFile = new Option<string?>("--verdict") { Description = "Write the verdict as JSON to this file" };
         var stdin = new Option<string?>("--stdin") { Description = "Standard input: a file, or - for Confine's own (default: none)" };
+        var stats = new Option<bool>("--stats")
+        {
+            Description = "Print the sandbox's usage (CPU, memory, pids, I/O) on stderr while it runs; JSON lines with --json",
+        };
+        var statsInterval = new Option<string?>("--stats-interval") { Description = "How often --stats prints: 1s (the default), 500ms, 1m" };
+        var onViolation = new Option<string?>("--on-violation")
+        {
+            Description = "Shell command run outside the sandbox for every violation, with the violation as JSON on stdin",
+        };
         var command = new Argument<string[]>("command") { Arity = ArgumentArity.OneOrMore, Description = "The command and its arguments" };
 
         var run = new Command("run", "Run one command in a fresh sandbox");
@@ -22,6 +31,9 @@ internal static class RunCommand
         run.Options.Add(json);
         run.Options.Add(verdictFile);
         run.Options.Add(stdin);
+        run.Options.Add(stats);
+        run.Options.Add(statsInterval);
+        run.Options.Add(onViolation);
         run.Arguments.Add(command);
 
         run.SetAction(async (result, cancellationToken) =>
@@ -51,11 +63,24 @@ internal static class RunCommand
                 string path => throw new PolicyException("stdin", $"'{path}' does not exist"),
             };
 
+            TimeSpan interval = result.GetValue(statsInterval) is string every
+                ? Units.ParseDuration("stats-interval", every)
+                : TimeSpan.FromSeconds(1);
+            if (interval <= TimeSpan.Zero)
+            {
+                return Fail("confine: stats-interval: must be longer than zero");
+            }
+
+            ViolationHook? hook = result.GetValue(onViolation) is string hookCommand ? new ViolationHook(hookCommand) : null;
             var io = new SandboxIO
             {
                 Stdin = input,
                 Stdout = asJson ? null : Console.OpenStandardOutput(),
                 Stderr = asJson ? null : Console.OpenStandardError(),
+                OnUsage = result.GetValue(stats) ? sample => PrintUsage(sample, asJson) : null,
+                UsageInterval = interval,
+                OnViolation = hook is null ? null : hook.Enqueue,
+                Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             };
 
             Verdict verdict;
@@ -66,6 +91,13 @@ internal static class RunCommand
             catch (PolicyException e)
             {
                 return Fail($"confine: {e.Message}");
+            }
+            finally
+            {
+                if (hook is not null)
+                {
+                    await hook.DrainAsync();
+                }
             }
 
             if (result.GetValue(verdictFile) is string file)
@@ -89,6 +121,24 @@ internal static class RunCommand
             return ExitCodes.For(verdict);
         });
         return run;
+    }
+
+    private static void PrintUsage(UsageSample sample, bool asJson)
+    {
+        if (asJson)
+        {
+            Console.Error.WriteLine(VerdictJson.Serialize(sample));
+            return;
+        }
+
+        string memory = sample.MemoryBytes is long current
+            ? $"memory {Units.FormatSize(current)} (peak {(sample.MemoryPeakBytes is long peak ? Units.FormatSize(peak) : "unknown")})"
+            : "memory unknown";
+        string io = sample.IoReadBytes is long read && sample.IoWriteBytes is long written
+            ? $"read {Units.FormatSize(read)}, written {Units.FormatSize(written)}"
+            : "I/O unknown";
+        Console.Error.WriteLine(
+            $"confine: usage at {sample.ElapsedSeconds:0.0} s: cpu {sample.CpuSeconds:0.00} s, {memory}, {sample.Pids?.ToString() ?? "?"} pids, {io}");
     }
 
     /// <summary>

@@ -111,14 +111,6 @@ public static class PolicyValidator
             throw new PolicyException("user", $"ids must be at most {SandboxUser.MaxId}");
         }
 
-        if (policy.SeccompProfile is not ("default" or "strict" or "permissive" or "unconfined")
-            && !(policy.SeccompProfile.StartsWith('/') && File.Exists(policy.SeccompProfile)))
-        {
-            throw new PolicyException(
-                "seccomp_profile",
-                $"'{policy.SeccompProfile}' is neither a built-in profile (default, strict, permissive, unconfined) nor an existing profile file's absolute path");
-        }
-
         for (int i = 0; i < policy.Rlimits.Length; i++)
         {
             Rlimit limit = policy.Rlimits[i];
@@ -318,7 +310,9 @@ public static class PolicyValidator
 
     private static void ValidateSeccompProfile(string profile)
     {
-        if (PolicyFile.BuiltinSeccompProfiles.Contains(profile))
+        // "unconfined" turns filtering off, as Docker's seccomp=unconfined does: the operator's
+        // explicit choice, shown with its origin by `confine policy show`.
+        if (PolicyFile.BuiltinSeccompProfiles.Contains(profile) || profile == Running.SeccompPrograms.Unconfined)
         {
             return;
         }
@@ -326,7 +320,7 @@ public static class PolicyValidator
         if (!profile.StartsWith('/'))
         {
             throw new PolicyException(
-                "seccomp_profile", $"'{profile}' is not a built-in profile (default, strict, permissive) or an absolute path");
+                "seccomp_profile", $"'{profile}' is not a built-in profile (default, strict, permissive, unconfined) or an absolute path");
         }
 
         if (!File.Exists(profile))

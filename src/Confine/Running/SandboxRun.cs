@@ -505,21 +505,23 @@ internal sealed class SandboxRun : IReportSink
             };
         }
 
-        if (_cgroupJoinError is string joinError)
-        {
-            return verdict with
-            {
-                Status = VerdictStatus.SetupFailed,
-                Error = new SetupError { Step = "cgroup_join", Message = joinError },
-            };
-        }
-
+        // The helper's own failure comes first: its init exits at once, so joining the cgroup then
+        // fails too (ESRCH), and that is only a consequence.
         if (_error is HelperReport error)
         {
             return verdict with
             {
                 Status = VerdictStatus.SetupFailed,
                 Error = SetupErrors.Describe(error, _policy, _command),
+            };
+        }
+
+        if (_cgroupJoinError is string joinError)
+        {
+            return verdict with
+            {
+                Status = VerdictStatus.SetupFailed,
+                Error = new SetupError { Step = "cgroup_join", Message = joinError },
             };
         }
 

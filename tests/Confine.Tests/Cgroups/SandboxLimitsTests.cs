@@ -127,6 +127,20 @@ public sealed class SandboxLimitsTests
     }
 
     [CgroupFact]
+    public async Task Run_ImpossibleBindWithLimits_ReportsTheMountNotTheCgroup()
+    {
+        SandboxPolicy policy = With(new ResourceLimits { PidsLimit = 64 }) with
+        {
+            Binds = [new BindMount("/etc/hostname", "/usr/no-such-file-here")],
+        };
+        Verdict verdict = await Sandbox.RunAsync(policy, ["true"]);
+
+        Assert.Equal(VerdictStatus.SetupFailed, verdict.Status);
+        Assert.Equal("mount", verdict.Error!.Step);
+        Assert.DoesNotContain("cgroup", verdict.Error.Message);
+    }
+
+    [CgroupFact]
     public async Task Run_UsageSamples_ArriveWhileTheCommandRuns()
     {
         var samples = new System.Collections.Concurrent.ConcurrentQueue<UsageSample>();

@@ -138,4 +138,34 @@ public sealed class CliTests
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("timeout", result.Stderr);
     }
+
+    [Cgroups.CgroupFact]
+    public void Run_Stats_PrintsUsageLinesWhileTheCommandRuns()
+    {
+        CliResult result = Support.ConfineCli.Run(
+            ["run", "--json", "--stats", "--stats-interval", "100ms", "--", "python3", "-c",
+             "import time\nx = bytearray(20 << 20)\nt = time.time()\nwhile time.time() - t < 0.6: pass"]);
+        Assert.Equal(0, result.ExitCode);
+        string[] samples = result.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.InRange(samples.Length, 3, 20);
+        using var last = System.Text.Json.JsonDocument.Parse(samples[^1]);
+        Assert.True(last.RootElement.GetProperty("cpu_s").GetDouble() > 0.1);
+        Assert.True(last.RootElement.GetProperty("memory_bytes").GetInt64() >= 20 << 20);
+    }
+
+    [Cgroups.CgroupFact]
+    public void Run_StatsWithoutJson_PrintsReadableLines()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--stats", "--stats-interval", "100ms", "--", "sleep", "0.35"]);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Matches(@"confine: usage at \d+\.\d s: cpu \d+\.\d\d s, memory \w+ \(peak \w+\), \d+ pids", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_ZeroStatsInterval_IsBadInput()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--stats", "--stats-interval", "0s", "--", "true"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("stats-interval", result.Stderr);
+    }
 }

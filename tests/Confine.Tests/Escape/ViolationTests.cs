@@ -1,3 +1,4 @@
+using Confine.Tests.Support;
 using System.Collections.Concurrent;
 
 namespace Confine.Tests.Escape;
@@ -62,5 +63,71 @@ public sealed class ViolationTests
         var policy = SandboxPolicy.Default with { SeccompProfile = "strict" };
         Verdict verdict = await Sandbox.RunAsync(policy, ["python3", "-c", "import socket\ntry:\n  socket.socket()\n  print('open')\nexcept OSError as e:\n  print(e.errno)"]);
         Assert.Equal("97\n", verdict.Stdout.Text); // EAFNOSUPPORT
+    }
+
+    [Fact]
+    public async Task Run_UnconfinedProfile_RunsWithoutAFilter()
+    {
+        var policy = SandboxPolicy.Default with { SeccompProfile = "unconfined" };
+        Verdict verdict = await Sandbox.RunAsync(policy, ["/bin/sh", "-c", "grep ^Seccomp: /proc/self/status"]);
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.Equal("Seccomp:\t0\n", verdict.Stdout.Text);
+        Assert.Empty(verdict.Violations);
+    }
+
+    [Fact]
+    public async Task Run_DefaultProfile_FiltersTheCommand()
+    {
+        Verdict verdict = await Sandbox.RunAsync(SandboxPolicy.Default, ["/bin/sh", "-c", "grep ^Seccomp: /proc/self/status"]);
+        Assert.Equal("Seccomp:\t2\n", verdict.Stdout.Text);
+    }
+
+    [Fact]
+    public void Cli_UnconfinedProfile_TurnsFilteringOffAndSaysWhereFrom()
+    {
+        CliResult run = ConfineCli.Run(["run", "--seccomp", "unconfined", "--", "/bin/sh", "-c", "grep ^Seccomp: /proc/self/status"]);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Equal("Seccomp:\t0\n", run.Stdout);
+
+        CliResult show = ConfineCli.Run(["policy", "show", "--seccomp", "unconfined"]);
+        Assert.Equal(0, show.ExitCode);
+        Assert.Contains("\"seccomp_profile\": \"flag:--seccomp\"", show.Stdout);
+    }
+
+    [Fact]
+    public void Cli_OnViolation_RunsTheHookWithTheViolationAsJson()
+    {
+        string log = Path.Combine(Path.GetTempPath(), $"violations-{Guid.NewGuid():N}.jsonl");
+        try
+        {
+            CliResult result = ConfineCli.Run(
+                ["run", "--on-violation", $"cat >> {log}", "--", "/bin/sh", "-c", "unshare --user true; unshare --mount true; echo done"]);
+            Assert.Equal(0, result.ExitCode);
+            Assert.Equal("done\n", result.Stdout);
+
+            string[] lines = File.ReadAllLines(log);
+            Assert.Equal(2, lines.Length);
+            Violation first = System.Text.Json.JsonSerializer.Deserialize<Violation>(lines[0])!;
+            Assert.Equal("unshare", first.Syscall);
+            Assert.Contains("CLONE_NEWUSER", first.Argument);
+            Assert.True(first.Pid > 1);
+            Assert.Contains("CLONE_NEWNS", lines[1]);
+
+            // The same events are logged on stderr with their stable id.
+            Assert.Contains("warning 1001 ViolationRecorded", result.Stderr);
+        }
+        finally
+        {
+            File.Delete(log);
+        }
+    }
+
+    [Fact]
+    public void Cli_OnViolationHookFails_IsReportedAndTheRunGoesOn()
+    {
+        CliResult result = ConfineCli.Run(["run", "--on-violation", "exit 3", "--", "/bin/sh", "-c", "unshare --user true; echo done"]);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal("done\n", result.Stdout);
+        Assert.Contains("--on-violation: 'exit 3' exited with 3", result.Stderr);
     }
 }

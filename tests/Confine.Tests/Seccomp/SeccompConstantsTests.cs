@@ -207,7 +207,7 @@ public sealed class SeccompConstantsTests(ITestOutputHelper output)
 }
 
 /// <summary>
-/// A fact that needs libseccomp's <c>seccomp.h</c>, which this machine has no -dev package for: it is looked
+/// A fact that needs libseccomp's <c>seccomp.h</c> (scripts/setup.sh installs libseccomp-dev for it): it is looked
 /// for in <c>$CONFINE_LIBSECCOMP_INCLUDE</c>, <c>/usr/include</c> and <c>/tmp/libseccomp-dev/usr/include</c>
 /// (where <c>apt-get download libseccomp-dev &amp;&amp; dpkg -x libseccomp-dev_*.deb /tmp/libseccomp-dev</c>
 /// unpacks it). Skipped with that advice when it is in none of them.
