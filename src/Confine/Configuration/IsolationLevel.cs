@@ -62,8 +62,15 @@ public static class IsolationLevels
             Cpus = 1,
             CpuTime = TimeSpan.FromSeconds(10),
             PidsLimit = 64,
+            DeviceIo = [new DeviceIoLimit(DeviceIoLimit.Writable) { WriteBps = 16L << 20, WriteIops = 500 }],
         },
-        Rlimits = [new Rlimit(RlimitResource.Core, 0, 0), new Rlimit(RlimitResource.NoFile, 256, 256)],
+        // A file can be no larger than the level's /tmp; there is no writable bind to fill.
+        Rlimits =
+        [
+            new Rlimit(RlimitResource.Core, 0, 0),
+            new Rlimit(RlimitResource.NoFile, 256, 256),
+            new Rlimit(RlimitResource.FileSize, 16UL << 20, 16UL << 20),
+        ],
         SeccompProfile = "strict",
         OnViolation = ViolationAction.Kill,
         Landlock = true,
@@ -79,8 +86,16 @@ public static class IsolationLevels
         Timeout = null,
         StdoutLimitBytes = 16L << 20,
         StderrLimitBytes = 16L << 20,
-        Resources = new ResourceLimits { MemoryBytes = 1L << 30, PidsLimit = 512 },
-        Rlimits = SandboxPolicy.DefaultRlimits,
+        Resources = new ResourceLimits
+        {
+            MemoryBytes = 1L << 30,
+            PidsLimit = 512,
+            // Whatever disk a writable bind lands on, one sandbox cannot saturate it for the host.
+            DeviceIo = [new DeviceIoLimit(DeviceIoLimit.Writable) { WriteBps = 64L << 20, WriteIops = 2000 }],
+        },
+        // The file size limit is what keeps a writable bind from filling the host's disk with one
+        // file; a tmpfs is bounded by its own size and the memory limit.
+        Rlimits = [.. SandboxPolicy.DefaultRlimits, new Rlimit(RlimitResource.FileSize, 1UL << 30, 1UL << 30)],
         SeccompProfile = "default",
         OnViolation = ViolationAction.Record,
         Landlock = false,

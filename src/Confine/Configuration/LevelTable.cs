@@ -45,7 +45,7 @@ internal static class LevelTable
         new("resources.pids_limit", Meaning("resources.pids_limit"),
             p => p.Resources.PidsLimit is int n ? n.ToString(CultureInfo.InvariantCulture) : "none"),
         new("resources.device_io", Meaning("resources.device_io"),
-            p => p.Resources.DeviceIo.IsEmpty ? "none" : $"{p.Resources.DeviceIo.Length} devices"),
+            p => p.Resources.DeviceIo.IsEmpty ? "none" : string.Join("; ", p.Resources.DeviceIo.Select(DescribeDeviceIo))),
         new("resources.allow_unenforced", Meaning("resources.allow_unenforced"), p => Flag(p.Resources.AllowUnenforced)),
         new("resources.cgroup_parent", Meaning("resources.cgroup_parent"), p => p.Resources.CgroupParent ?? "Confine's own"),
         new("rlimits", Meaning("rlimits") + "; core dumps are always off",
@@ -104,5 +104,19 @@ internal static class LevelTable
         }
 
         return found!.Meaning;
+    }
+
+    private static string DescribeDeviceIo(DeviceIoLimit limit)
+    {
+        IEnumerable<string> rates = new (long? Rate, string Text)[]
+            {
+                (limit.ReadBps, $"read {Units.FormatSize(limit.ReadBps ?? 0)}/s"),
+                (limit.WriteBps, $"write {Units.FormatSize(limit.WriteBps ?? 0)}/s"),
+                (limit.ReadIops, $"{limit.ReadIops} read IOPS"),
+                (limit.WriteIops, $"{limit.WriteIops} write IOPS"),
+            }
+            .Where(r => r.Rate is not null)
+            .Select(r => r.Text);
+        return $"`{limit.Device}`: {string.Join(", ", rates)}";
     }
 }

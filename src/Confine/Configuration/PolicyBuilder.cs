@@ -147,6 +147,7 @@ internal sealed class PolicyBuilder
     /// </summary>
     public SandboxPolicy Validate()
     {
+        CapLevelTmpfsToMemory();
         try
         {
             PolicyValidator.Validate(Policy);
@@ -162,6 +163,34 @@ internal sealed class PolicyBuilder
         }
 
         return Policy;
+    }
+
+    /// <summary>
+    /// A level's tmpfs sizes are ceilings chosen for the level's memory limit. When a file or a flag
+    /// lowers the memory limit below one of them (<c>--memory 64m</c> under <c>balanced</c>, whose
+    /// <c>/tmp</c> is 256 MiB), the tmpfs shrinks to the new limit instead of the run being refused:
+    /// its pages count against that limit anyway. A size the user wrote is never changed; one larger
+    /// than the memory limit stays an error. The shrunk size is credited to the memory limit's origin.
+    /// </summary>
+    private void CapLevelTmpfsToMemory()
+    {
+        if (Policy.Resources.MemoryBytes is not long memory
+            || _origins.GetValueOrDefault("resources.memory", _levelOrigin).Kind == PolicyOriginKind.Level)
+        {
+            return;
+        }
+
+        PolicyOrigin memoryOrigin = _origins["resources.memory"];
+        for (int i = 0; i < Policy.Tmpfs.Length; i++)
+        {
+            TmpfsMount tmpfs = Policy.Tmpfs[i];
+            string identity = PolicyDocument.TmpfsIdentity(tmpfs);
+            if (tmpfs.SizeBytes > memory && _origins.GetValueOrDefault(identity, _levelOrigin).Kind == PolicyOriginKind.Level)
+            {
+                Policy = Policy with { Tmpfs = Policy.Tmpfs.SetItem(i, tmpfs with { SizeBytes = memory }) };
+                _origins[identity] = memoryOrigin;
+            }
+        }
     }
 
     /// <summary>

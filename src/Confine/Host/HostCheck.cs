@@ -142,7 +142,8 @@ public static class HostCheck
             needs.Add(("resources.pids_limit", "pids"));
         }
 
-        if (!limits.DeviceIo.IsDefaultOrEmpty)
+        // The level's "writable" limit asks for nothing until a writable bind gives it a disk.
+        if (limits.DeviceIo.Any(d => d.Device != DeviceIoLimit.Writable || policy.Binds.Any(b => b.Writable)))
         {
             needs.Add(("resources.device_io", v2 ? "io" : "blkio"));
         }

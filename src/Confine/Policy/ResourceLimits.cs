@@ -50,9 +50,19 @@ public sealed record ResourceLimits
         || CpuTime is not null || PidsLimit is not null || !DeviceIo.IsDefaultOrEmpty;
 }
 
-/// <summary>An I/O limit for one block device, named by its path or <c>MAJOR:MINOR</c>.</summary>
+/// <summary>
+/// An I/O limit for one block device, named by its path or <c>MAJOR:MINOR</c>, or for every disk that
+/// backs the sandbox's writable binds, named <see cref="Writable"/>.
+/// </summary>
 public sealed record DeviceIoLimit(string Device)
 {
+    /// <summary>
+    /// The device name that stands for each disk behind a writable bind, resolved when the run starts.
+    /// A limit that names a disk explicitly takes precedence over it for that disk; binds on tmpfs,
+    /// overlay or network filesystems have no disk and are not throttled.
+    /// </summary>
+    public const string Writable = "writable";
+
     /// <summary>Read bytes per second.</summary>
     public long? ReadBps { get; init; }
 

@@ -172,6 +172,7 @@ internal sealed class SandboxRun : IReportSink
 
         try
         {
+            limits = WritableStorage.Expand(limits, _policy.Binds);
             CgroupHost host = s_cgroupHost.Value;
             RemoveStaleCgroups(host, limits.CgroupParent);
             _cgroup = SandboxCgroup.Create(host, limits, $"run{Interlocked.Increment(ref s_runCounter)}");

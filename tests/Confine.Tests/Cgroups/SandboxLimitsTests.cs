@@ -114,6 +114,38 @@ public sealed class SandboxLimitsTests
         }
     }
 
+    [CgroupFact(CgroupNeed.BlockDevice)]
+    public async Task Run_WritableLimit_ThrottlesTheDiskBehindAWritableBind()
+    {
+        (string directory, _) = CgroupTestEnvironment.BlockDeviceDirectory!.Value;
+        string scratch = Directory.CreateDirectory(Path.Combine(directory, $"io-{Guid.NewGuid():N}")).FullName;
+        File.SetUnixFileMode(scratch, (UnixFileMode)0x1ff);
+        try
+        {
+            var limits = new ResourceLimits { DeviceIo = [new DeviceIoLimit(DeviceIoLimit.Writable) { WriteBps = 4 * MiB }] };
+            var policy = With(limits) with { Binds = [new BindMount(scratch, "/out", Writable: true)] };
+            Verdict verdict = await Sandbox.RunAsync(policy, ["dd", "if=/dev/zero", "of=/out/f", "bs=1M", "count=8", "oflag=direct"]);
+
+            Assert.Equal(VerdictStatus.Ok, verdict.Status);
+            double rate = 8 * MiB / verdict.WallTimeSeconds;
+            Assert.InRange(rate, 2 * MiB, 6 * MiB);
+        }
+        finally
+        {
+            Directory.Delete(scratch, recursive: true);
+        }
+    }
+
+    [CgroupFact]
+    public async Task Run_WritableLimitWithoutWritableBinds_ThrottlesNothingAndRuns()
+    {
+        var limits = new ResourceLimits { DeviceIo = [new DeviceIoLimit(DeviceIoLimit.Writable) { WriteBps = 1 * MiB }] };
+        Verdict verdict = await Sandbox.RunAsync(With(limits), ["dd", "if=/dev/zero", "of=/tmp/f", "bs=1M", "count=8"]);
+
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.InRange(verdict.WallTimeSeconds, 0, 3);
+    }
+
     [CgroupFact]
     public async Task Run_WithCgroup_SeesItsOwnCgroupAsTheRoot()
     {

@@ -57,6 +57,24 @@ public sealed class PolicyCliTests : IDisposable
     }
 
     [Fact]
+    public void PolicyShow_MemoryFlagBelowTheLevelsTmp_ShrinksTmpAndCreditsTheFlag()
+    {
+        using JsonDocument shown = Show("--memory", "64m");
+
+        JsonElement tmp = shown.RootElement.GetProperty("policy").GetProperty("tmpfs")[0];
+        Assert.Equal(("/tmp", "64m"), (tmp.GetProperty("target").GetString(), tmp.GetProperty("size").GetString()));
+        Assert.Equal("flag:--memory", Origin(shown, "tmpfs[0]"));
+    }
+
+    [Fact]
+    public void Run_TmpfsFlagLargerThanMemory_IsStillRefused()
+    {
+        CliResult result = ConfineCli.Run(["run", "--memory", "64m", "--tmpfs", "/tmp:size=128m", "--", "true"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("tmpfs[0].size", result.Stderr);
+    }
+
+    [Fact]
     public void PolicyShow_LevelFlag_ReplacesTheFilesLevelButKeepsItsKeys()
     {
         string file = Write("level.yaml", "level: maximum\ntimeout: 3s\n");
@@ -104,8 +122,10 @@ public sealed class PolicyCliTests : IDisposable
         Assert.Equal(("true", "true"), (Value(shown, "landlock"), Value(shown, "allow_degrade")));
         Assert.Equal("[]", Value(shown, "tmpfs"));
         JsonElement resources = shown.RootElement.GetProperty("policy").GetProperty("resources");
-        JsonElement device = Assert.Single(resources.GetProperty("device_io").EnumerateArray());
-        Assert.Equal(100, device.GetProperty("write_iops").GetInt32());
+        // The flag adds its device beside the level's limit for writable storage.
+        JsonElement[] devices = [.. resources.GetProperty("device_io").EnumerateArray()];
+        Assert.Equal(["writable", "/dev/vda"], devices.Select(d => d.GetProperty("device").GetString()));
+        Assert.Equal(100, devices[1].GetProperty("write_iops").GetInt32());
     }
 
     [Fact]

@@ -208,7 +208,7 @@ public sealed class PolicyFileTests
         { "{\"limits\": {\"stdout\": -5}}", PolicyFileFormat.Json, "limits.stdout", 1 },
         { "timeout: 0s\n", PolicyFileFormat.Yaml, "timeout", 1 },
         { "resources:\n  memory: 64m\ntmpfs:\n  - /tmp:size=128m\n", PolicyFileFormat.Yaml, "tmpfs[0].size", 4 },
-        { "level: maximum\nresources:\n  memory: 8m\n", PolicyFileFormat.Yaml, "tmpfs[0].size", 3 },
+        { "level: maximum\nresources:\n  memory: 8m\ntmpfs:\n  - /tmp:size=16m\n", PolicyFileFormat.Yaml, "tmpfs[0].size", 5 },
         { "resources:\n  memory: 1g\n  memory_swap: 512m\n", PolicyFileFormat.Yaml, "resources.memory_swap", 3 },
         { "binds:\n  - /etc:/proc/x\n", PolicyFileFormat.Yaml, "binds[0].target", 2 },
         { "binds:\n  - source: /etc\n    target: /dev/shm/x\n", PolicyFileFormat.Yaml, "binds[0].target", 2 },
@@ -227,6 +227,23 @@ public sealed class PolicyFileTests
         { "{\"hostname\": \"x\",", PolicyFileFormat.Json, "", 1 },
         { "", PolicyFileFormat.Json, "", 1 },
     };
+
+    [Fact]
+    public void ToPolicy_MemoryBelowTheLevelsTmpfs_ShrinksTheLevelsTmpfsToTheLimit()
+    {
+        SandboxPolicy policy = PolicyFile.Parse("level: balanced\nresources:\n  memory: 64m\n", PolicyFileFormat.Yaml, "small.yaml").ToPolicy();
+
+        TmpfsMount tmp = Assert.Single(policy.Tmpfs);
+        Assert.Equal(("/tmp", 64L << 20), (tmp.Target, tmp.SizeBytes));
+    }
+
+    [Fact]
+    public void ToPolicy_MemoryAboveTheLevelsTmpfs_LeavesTheTmpfsAlone()
+    {
+        SandboxPolicy policy = PolicyFile.Parse("level: maximum\nresources:\n  memory: 512m\n", PolicyFileFormat.Yaml, "big.yaml").ToPolicy();
+
+        Assert.Equal(16L << 20, Assert.Single(policy.Tmpfs).SizeBytes);
+    }
 
     [Theory]
     [MemberData(nameof(BadFiles))]
