@@ -65,7 +65,7 @@ internal static class CheckCommand
         Line(text, "libseccomp", report.Libseccomp.Loaded ? $"libseccomp.so.2 {report.Libseccomp.Version}" : "libseccomp.so.2 not found");
         Line(text, "landlock", report.Landlock.Abi is int abi ? $"ABI {abi}" : $"not available: {report.Landlock.Problem}");
         Line(text, "kvm", !report.Kvm.Present ? "no /dev/kvm"
-            : report.Kvm.Accessible ? "/dev/kvm usable"
+            : report.Kvm.Accessible ? "/dev/kvm opens (whether a guest boots is not tried)"
             : $"/dev/kvm present but {report.Kvm.Problem}");
         Line(text, "backends", string.Join(", ", report.Backends.Select(b => b.Path is null ? $"{b.Name} -" : $"{b.Name} {b.Path}")));
 

@@ -223,7 +223,12 @@ internal sealed class CgroupHost
             };
         }
 
-        if (!isRoot && CgroupFiles.HasPids(Path.Join(directory, "cgroup.procs")))
+        // Confine alone in its own cgroup (a service given a delegated subtree) steps into a leaf of
+        // it when the controller is enabled (SandboxCgroup.MoveSelfIntoLeaf); anyone else there
+        // would keep the cgroup busy.
+        string procs = Path.Join(directory, "cgroup.procs");
+        if (!isRoot && CgroupFiles.HasPids(procs)
+            && !(directory == hierarchy.OwnDirectory && IsOnlyThisProcess(procs)))
         {
             return placement with
             {
@@ -245,6 +250,10 @@ internal sealed class CgroupHost
 
         return placement with { CanCreateChild = true, NeedsEnabling = true };
     }
+
+    private static bool IsOnlyThisProcess(string procsFile) =>
+        (CgroupFiles.TryReadText(procsFile) ?? "").Split('\n', StringSplitOptions.RemoveEmptyEntries) is [string only]
+        && only == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private static HashSet<string> ReadWords(string path) =>
         [.. (CgroupFiles.TryReadText(path) ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)];

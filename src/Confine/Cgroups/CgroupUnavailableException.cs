@@ -14,7 +14,7 @@ public sealed class CgroupUnavailableException : Exception
     /// <param name="fix">What would make it available.</param>
     public CgroupUnavailableException(string limit, string controller, string reason, string fix)
         : base($"{limit} needs the {controller} cgroup controller, which this host does not give Confine: "
-            + $"{reason}. To fix: {fix}; or allow unenforced limits")
+            + $"{reason}. To fix: {fix}; or run without it with --allow-degrade (resources.allow_unenforced in a policy)")
     {
         Limit = limit;
         Controller = controller;

@@ -296,15 +296,28 @@ internal sealed partial class SandboxCgroup
             {
                 string subtreeControl = Path.Join(parentDirectory, "cgroup.subtree_control");
                 Interop.Error errno = CgroupFiles.Write(subtreeControl, "+" + placement.Name);
+                bool movedSelf = false;
+                // Moving this process is done only for a limit, never just to account for a sandbox.
+                if (errno == Interop.Error.EBUSY && limits.CgroupParent is null && IsNeededByALimit(limits, placement.Controller)
+                    && MoveSelfIntoLeaf(parentDirectory))
+                {
+                    movedSelf = true;
+                    errno = CgroupFiles.Write(subtreeControl, "+" + placement.Name);
+                }
+
                 if (errno != Interop.Error.None)
                 {
-                    string reason = errno == Interop.Error.EBUSY
-                        ? $"{parentDirectory} holds processes, so cgroup v2 refuses to enable {placement.Name} "
-                            + "for its children"
-                        : $"enabling it in {subtreeControl} failed: {CgroupSyscalls.Describe(errno)}";
+                    string reason = errno != Interop.Error.EBUSY
+                        ? $"enabling it in {subtreeControl} failed: {CgroupSyscalls.Describe(errno)}"
+                        : movedSelf
+                            ? $"{parentDirectory} still holds other processes after Confine moved itself into "
+                                + $"{SupervisorLeaf}/, so cgroup v2 refuses to enable {placement.Name} for its children"
+                            : $"{parentDirectory} holds processes, so cgroup v2 refuses to enable {placement.Name} "
+                                + "for its children";
                     SkipUnavailable(limits, placement, reason,
                         errno == Interop.Error.EBUSY
-                            ? "set resources.cgroup_parent to an empty cgroup delegated to Confine"
+                            ? $"move the other processes into a leaf cgroup beneath {parentDirectory}, or set "
+                                + "resources.cgroup_parent to an empty cgroup delegated to Confine"
                             : $"run as root or delegate the subtree, or add +{placement.Name} to {subtreeControl} "
                                 + "beforehand");
                     continue;
@@ -334,6 +347,36 @@ internal sealed partial class SandboxCgroup
 
         AddMember(hierarchy, directory, joined);
     }
+
+    /// <summary>
+    /// The leaf Confine moves itself into when its own cgroup v2 cgroup must hand controllers to the
+    /// sandboxes' cgroups. Its name cannot be taken for a sandbox's, so stale-cgroup removal leaves it.
+    /// </summary>
+    internal const string SupervisorLeaf = "confine-supervisor";
+
+    /// <summary>
+    /// Moves this process into <see cref="SupervisorLeaf"/> beneath <paramref name="ownDirectory"/>, its
+    /// own cgroup. cgroup v2 lets only a cgroup without processes enable controllers for its
+    /// children (the no-internal-process rule), so a service given a delegated cgroup (systemd's
+    /// <c>Delegate=yes</c>) must first step into a leaf of it, as systemd's documentation asks of
+    /// delegated managers. The move stays inside the delegated subtree. False when it cannot be done;
+    /// the caller then reports the original refusal.
+    /// </summary>
+    private static bool MoveSelfIntoLeaf(string ownDirectory)
+    {
+        string leaf = Path.Join(ownDirectory, SupervisorLeaf);
+        Interop.Error mkdir = CgroupSyscalls.Mkdir(leaf, 0x1ED /* 0755 */);
+        if (mkdir is not (Interop.Error.None or Interop.Error.EEXIST))
+        {
+            return false;
+        }
+
+        string pid = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
+        return CgroupFiles.Write(Path.Join(leaf, "cgroup.procs"), pid) == Interop.Error.None;
+    }
+
+    private static bool IsNeededByALimit(ResourceLimits limits, CgroupController controller) =>
+        WantedControllers(limits).Any(w => w.Controller == controller && w.NeededBy.Length > 0);
 
     /// <summary>A placement that failed at creation: an error when a limit needs it, else silently left out.</summary>
     private void SkipUnavailable(ResourceLimits limits, CgroupPlacement placement, string reason, string fix)

@@ -11,8 +11,8 @@ namespace Confine.Host;
 /// </summary>
 internal static class CgroupProbe
 {
-    /// <summary>The v1 controllers Confine's limits use, in the order reported.</summary>
-    private static readonly string[] s_v1Controllers = ["memory", "pids", "cpu", "cpuacct", "cpuset", "blkio"];
+    /// <summary>The v1 controllers Confine uses (the freezer for killing a whole sandbox), in the order reported.</summary>
+    private static readonly string[] s_v1Controllers = ["memory", "pids", "cpu", "cpuacct", "cpuset", "blkio", "freezer"];
 
     /// <summary>The v2 controllers; CPU accounting, freezing and killing are in v2's core.</summary>
     private static readonly string[] s_v2Controllers = ["memory", "pids", "cpu", "cpuset", "io"];

@@ -88,7 +88,11 @@ internal static class CgroupTestEnvironment
         CgroupController probe = hierarchy.Version == CgroupVersion.V2
             ? CgroupController.Memory
             : CgroupControllerNames.All.First(c => host.HierarchyOf(c) == hierarchy);
-        if (host.Place(probe, null).CanCreateChild)
+        // On v2 Confine would step into a leaf when it is alone in its cgroup; the tests build their
+        // cgroups without that, so they need an own cgroup that holds no process at all.
+        bool ownHoldsProcesses = hierarchy.Version == CgroupVersion.V2
+            && CgroupFiles.HasPids(Path.Join(hierarchy.OwnDirectory!, "cgroup.procs"));
+        if (host.Place(probe, null).CanCreateChild && !ownHoldsProcesses)
         {
             return hierarchy.OwnPath;
         }

@@ -119,7 +119,9 @@ public sealed class SandboxCgroupTests
             CgroupUsage usage = cgroup.ReadUsage();
 
             Assert.Equal(0, writer.ExitCode);
-            Assert.InRange(Bytes / seconds, Rate * 0.5, Rate * 1.5);
+            // The clock includes dd's start, which emulation or a loaded host stretch: that can only
+            // lower the rate, so the upper bound is the throttle's proof and the lower one a stall check.
+            Assert.InRange(Bytes / seconds, Rate * 0.25, Rate * 1.5);
             Assert.True(usage.IoWriteBytes >= Bytes, $"io write bytes {usage.IoWriteBytes}");
         }
         finally

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Confine.Cgroups;
+using Confine.Native;
 using Confine.Tests.Support;
 
 namespace Confine.Tests.Cgroups;
@@ -105,7 +106,7 @@ public sealed class SandboxLimitsTests
 
             Assert.Equal(VerdictStatus.Ok, verdict.Status);
             double rate = 8 * MiB / verdict.WallTimeSeconds;
-            Assert.InRange(rate, 2 * MiB, 6 * MiB);
+            Assert.InRange(rate, 1 * MiB, 6 * MiB); // the upper bound proves the throttle; start-up only lowers the rate
             Assert.True(verdict.Resources!.IoWriteBytes >= 8 * MiB);
         }
         finally
@@ -128,7 +129,7 @@ public sealed class SandboxLimitsTests
 
             Assert.Equal(VerdictStatus.Ok, verdict.Status);
             double rate = 8 * MiB / verdict.WallTimeSeconds;
-            Assert.InRange(rate, 2 * MiB, 6 * MiB);
+            Assert.InRange(rate, 1 * MiB, 6 * MiB); // the upper bound proves the throttle; start-up only lowers the rate
         }
         finally
         {
@@ -144,6 +145,59 @@ public sealed class SandboxLimitsTests
 
         Assert.Equal(VerdictStatus.Ok, verdict.Status);
         Assert.InRange(verdict.WallTimeSeconds, 0, 3);
+    }
+
+    /// <summary>
+    /// A service given a cgroup v2 subtree (systemd's Delegate=yes) runs Confine as that cgroup's only
+    /// process. cgroup v2 refuses to enable controllers below a cgroup with processes, so Confine must
+    /// step into a leaf of its own cgroup before the sandbox's limits can be set.
+    /// </summary>
+    [CgroupFact(CgroupNeed.V2)]
+    [Trait("Requirement", "CgroupV2")]
+    public void Cli_AloneInADelegatedV2Cgroup_MovesIntoALeafAndEnforcesLimits()
+    {
+        CgroupHierarchy unified = CgroupTestEnvironment.RealHost!.Unified!;
+        string parent = unified.DirectoryOf(CgroupTestEnvironment.PrivateParentPath(unified)!)!;
+        Assert.Equal(Interop.Error.None, CgroupFiles.Write(Path.Join(parent, "cgroup.subtree_control"), "+memory +pids"));
+        string delegated = Path.Join(parent, $"delegated-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(delegated);
+        try
+        {
+            var start = new System.Diagnostics.ProcessStartInfo("/bin/sh")
+            {
+                ArgumentList =
+                {
+                    "-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\"", delegated,
+                    ConfineCli.DotnetHost, ConfineCli.CliAssembly, "run", "--json", "--memory", "32m", "--pids-limit", "20",
+                    "--", "python3", "-c", "x = bytearray(64 << 20)",
+                },
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            using var cli = System.Diagnostics.Process.Start(start)!;
+            Task<string> stderr = cli.StandardError.ReadToEndAsync();
+            string stdout = cli.StandardOutput.ReadToEnd();
+            Assert.True(cli.WaitForExit(60_000));
+
+            Assert.True(cli.ExitCode == 137, $"exit {cli.ExitCode}; stderr: {stderr.Result}; stdout: {stdout}");
+            Verdict verdict = VerdictJson.Deserialize(stdout);
+            Assert.Equal(VerdictStatus.MemoryLimit, verdict.Status);
+            Assert.Empty(verdict.Weakened);
+            Assert.True(Directory.Exists(Path.Join(delegated, "confine-supervisor")));
+            Assert.Equal("+memory +pids", string.Join(' ',
+                File.ReadAllText(Path.Join(delegated, "cgroup.subtree_control")).Split(' ', StringSplitOptions.TrimEntries)
+                    .Where(c => c is "memory" or "pids").Order().Select(c => "+" + c)));
+        }
+        finally
+        {
+            foreach (string directory in Directory.GetDirectories(delegated, "*", SearchOption.AllDirectories).Reverse().Append(delegated))
+            {
+                for (int i = 0; i < 100 && CgroupSyscalls.Rmdir(directory) == Interop.Error.EBUSY; i++)
+                {
+                    Thread.Sleep(20);
+                }
+            }
+        }
     }
 
     [CgroupFact]

@@ -14,7 +14,7 @@ internal static class ConfineCli
     /// <summary>The unprivileged ids rootless tests run under ("nobody" on Debian).</summary>
     public const int UnprivilegedId = 65534;
 
-    private static string CliAssembly => Path.Combine(AppContext.BaseDirectory, "Confine.Cli.dll");
+    internal static string CliAssembly => Path.Combine(AppContext.BaseDirectory, "Confine.Cli.dll");
 
     public static CliResult Run(IEnumerable<string> arguments, bool unprivileged = false, string? stdin = null, TimeSpan? timeout = null)
     {
@@ -73,7 +73,7 @@ internal static class ConfineCli
         return Process.Start(info) ?? throw new InvalidOperationException("confine did not start");
     }
 
-    private static string DotnetHost => Environment.ProcessPath is string path && Path.GetFileName(path) == "dotnet"
+    internal static string DotnetHost => Environment.ProcessPath is string path && Path.GetFileName(path) == "dotnet"
         ? path
         : "dotnet";
 }
