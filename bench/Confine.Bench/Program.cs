@@ -136,7 +136,7 @@ async Task MeasureOverheads(int count)
     double emptyCallsRatio = Median(syscallFiltered) / Median(syscallUnfiltered);
     double walkRatio = Median(walkFiltered) / Median(walkUnfiltered);
     Console.WriteLine($"  seccomp filter cost, file-system walk  = {100 * (walkRatio - 1):F1}%  (target <= 5%: {(walkRatio <= 1.05 ? "met" : "MISSED")})");
-    Console.WriteLine($"  seccomp filter cost, near-empty calls  = {100 * (emptyCallsRatio - 1):F1}%  (worst case: see docs/seccomp.md, "What filtering costs")");
+    Console.WriteLine($"  seccomp filter cost, near-empty calls  = {100 * (emptyCallsRatio - 1):F1}%  (worst case: see What filtering costs in docs/seccomp.md)");
 }
 
 void Report(string what, List<double> with, List<double> without) =>

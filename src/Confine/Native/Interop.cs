@@ -83,6 +83,15 @@ internal static unsafe partial class Interop
         public int Flags;
     }
 
+    internal struct RLimit
+    {
+        public ulong Current;
+        public ulong Maximum;
+    }
+
+    [LibraryImport(Libc, SetLastError = true)]
+    internal static partial int getrlimit(int resource, RLimit* limit);
+
     [LibraryImport(Libc, SetLastError = true)]
     internal static partial int pipe2(int* fds, int flags);
 

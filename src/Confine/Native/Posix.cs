@@ -32,6 +32,14 @@ internal static unsafe class Posix
         return handle;
     }
 
+    /// <summary>This process's hard limit for an rlimit resource; a sandbox can lower it but never raise it.</summary>
+    public static ulong HardRlimit(int resource)
+    {
+        Interop.RLimit limit;
+        Check(Interop.getrlimit(resource, &limit), "getrlimit");
+        return limit.Maximum;
+    }
+
     /// <summary>Opens a file close-on-exec.</summary>
     public static SafeFileHandle Open(string path, int flags)
     {

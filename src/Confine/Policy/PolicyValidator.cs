@@ -118,6 +118,19 @@ public static class PolicyValidator
             {
                 throw new PolicyException($"rlimits[{i}]", $"soft limit {limit.Soft} is above the hard limit {limit.Hard}");
             }
+
+            // Raising a hard limit needs CAP_SYS_RESOURCE on the host, which the sandbox never has
+            // (and which even root here may lack): setrlimit would fail inside, after the sandbox
+            // was built.
+            ulong ownHard = Native.Posix.HardRlimit((int)limit.Resource);
+            if (limit.Hard > ownHard)
+            {
+                string own = ownHard == Rlimit.Infinity ? "unlimited" : ownHard.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                throw new PolicyException(
+                    $"rlimits[{i}]",
+                    $"hard limit {limit.Hard} is above Confine's own hard limit of {own}; a sandbox can only lower it "
+                        + "(raise Confine's own limit first, for example with LimitNOFILE= in its systemd unit or ulimit -H)");
+            }
         }
 
         ValidateHostIds(policy.HostIdBase);

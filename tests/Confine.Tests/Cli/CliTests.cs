@@ -168,4 +168,13 @@ public sealed class CliTests
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("stats-interval", result.Stderr);
     }
+
+    [Fact]
+    public void Run_UlimitAboveConfinesOwnHardLimit_IsBadInputBeforeAnythingStarts()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--ulimit", "nofile=64:999999999", "--", "true"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("rlimits", result.Stderr);
+        Assert.Contains("can only lower it", result.Stderr);
+    }
 }

@@ -18,6 +18,8 @@ public sealed class PolicyValidationTests
         { "timeout", SandboxPolicy.Default with { Timeout = TimeSpan.Zero } },
         { "limits.stdout", SandboxPolicy.Default with { StdoutLimitBytes = -1 } },
         { "rlimits[0]", SandboxPolicy.Default with { Rlimits = [new Rlimit(RlimitResource.NoFile, 10, 5)] } },
+        // Above this process's own hard limit: the sandbox could never set it.
+        { "rlimits[0]", SandboxPolicy.Default with { Rlimits = [new Rlimit(RlimitResource.NoFile, 64, Confine.Native.Posix.HardRlimit(7) + 1)] } },
         { "env", SandboxPolicy.Default with { Environment = SandboxPolicy.DefaultEnvironment.Add("A=B", "x") } },
         {
             "tmpfs[0].size",
