@@ -952,6 +952,15 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
   if (setresuid(0, 0, 0) < 0)
     fail(STEP_SETUID, errno, "setresuid(0) in init");
 
+  /* A change of credentials clears the death signal (the kernel resets it in commit_creds), and
+   * as root the switch above is one: arm it again. The outer process may have died in between,
+   * which shows as an error on our end of the pivot pipe, whose other end only it holds. */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+    fail(STEP_WAIT_PARENT, errno, "PR_SET_PDEATHSIG after the switch to the namespace's root");
+  struct pollfd outer = { .fd = pivot_fd, .events = 0 };
+  if (poll(&outer, 1, 0) == 1 && (outer.revents & (POLLERR | POLLHUP)))
+    _exit(125);
+
   if (setsid() < 0)
     fail(STEP_SETSID, errno, "setsid in init");
 
@@ -1070,6 +1079,11 @@ static int wait_for_init(pid_t init, int pidfd, int pivot) {
 }
 
 int main(void) {
+  /* A process group of its own: ^C at the caller's terminal signals the caller's group, and it is
+   * Confine that must decide what an interruption does to the sandbox (kill it and still give a
+   * verdict), not the default action of SIGINT here. */
+  setpgid(0, 0);
+
   size_t size;
   uint8_t *buffer = read_plan(FD_PLAN, &size);
   parse_plan(buffer, size);

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.CommandLine;
 
 namespace Confine.Cli;
@@ -83,10 +84,24 @@ internal static class RunCommand
                 Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             };
 
+            // An interruption (^C, a service manager's SIGTERM, a closed terminal) kills the sandbox and
+            // still ends in a verdict, status "cancelled", instead of Confine dying mid-run.
+            using var interrupted = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using PosixSignalRegistration onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Cancel);
+            using PosixSignalRegistration onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Cancel);
+            using PosixSignalRegistration onHangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Cancel);
+            using PosixSignalRegistration onQuit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, Cancel);
+
+            void Cancel(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                interrupted.Cancel();
+            }
+
             Verdict verdict;
             try
             {
-                verdict = await Sandbox.RunAsync(policy, argv, io, cancellationToken);
+                verdict = await Sandbox.RunAsync(policy, argv, io, interrupted.Token);
             }
             catch (PolicyException e)
             {

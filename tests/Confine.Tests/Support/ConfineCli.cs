@@ -36,7 +36,11 @@ internal static class ConfineCli
         return new CliResult(process.ExitCode, stdout.Result, stderr.Result);
     }
 
-    public static Process Start(IEnumerable<string> arguments, bool unprivileged = false, bool redirectStdin = false)
+    /// <param name="newProcessGroup">
+    /// Start it through setsid(1), which execs it as the leader of a session and process group of its
+    /// own, so that a test can signal the group as a terminal's ^C does.
+    /// </param>
+    public static Process Start(IEnumerable<string> arguments, bool unprivileged = false, bool redirectStdin = false, bool newProcessGroup = false)
     {
         var info = new ProcessStartInfo
         {
@@ -58,6 +62,11 @@ internal static class ConfineCli
             info.ArgumentList.Add(DotnetHost);
             info.Environment["HOME"] = "/tmp";
             info.Environment["DOTNET_CLI_HOME"] = "/tmp";
+        }
+        else if (newProcessGroup)
+        {
+            info.FileName = "setsid";
+            info.ArgumentList.Add(DotnetHost);
         }
         else
         {
