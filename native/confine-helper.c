@@ -377,7 +377,9 @@ static int make_file(const char *path) {
     if (make_directories(parent, 0755) < 0)
       return -1;
   }
-  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+  /* Read-only: a file that already exists (a bind over /etc/resolv.conf) may sit on a read-only
+   * mount, where opening it to write would fail although it is a fine mount point. */
+  int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
   if (fd < 0 && errno != EEXIST && errno != EISDIR)
     return -1;
   if (fd >= 0)

@@ -56,12 +56,16 @@ internal static class RunCommand
             }
 
             bool asJson = result.GetValue(json);
+
+            // Both files are opened before the sandbox exists, so a bad path is bad input that costs
+            // nothing, and never through a symbolic link a sandbox could have planted beside them.
+            using FileStream? inputFile = OpenHostFile(result.GetValue(stdin) is string p && p != "-" ? p : null, "stdin", write: false);
+            using FileStream? verdictOutput = OpenHostFile(result.GetValue(verdictFile), "verdict", write: true);
             StdinSource input = result.GetValue(stdin) switch
             {
                 null => StdinSource.None,
                 "-" => StdinSource.FromStream(Console.OpenStandardInput()),
-                string path when File.Exists(path) => StdinSource.FromFile(path),
-                string path => throw new PolicyException("stdin", $"'{path}' does not exist"),
+                _ => StdinSource.FromStream(inputFile!),
             };
 
             TimeSpan interval = result.GetValue(statsInterval) is string every
@@ -115,9 +119,10 @@ internal static class RunCommand
                 }
             }
 
-            if (result.GetValue(verdictFile) is string file)
+            if (verdictOutput is not null)
             {
-                await File.WriteAllTextAsync(file, VerdictJson.Serialize(verdict) + "\n", CancellationToken.None);
+                byte[] record = System.Text.Encoding.UTF8.GetBytes(VerdictJson.Serialize(verdict) + "\n");
+                await verdictOutput.WriteAsync(record, CancellationToken.None);
             }
 
             if (asJson)
@@ -136,6 +141,23 @@ internal static class RunCommand
             return ExitCodes.For(verdict);
         });
         return run;
+    }
+
+    private static FileStream? OpenHostFile(string? path, string option, bool write)
+    {
+        if (path is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            return Native.Posix.OpenHostFile(path, write);
+        }
+        catch (IOException e)
+        {
+            throw new PolicyException(option, e.Message);
+        }
     }
 
     private static void PrintUsage(UsageSample sample, bool asJson)

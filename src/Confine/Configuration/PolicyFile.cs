@@ -47,15 +47,7 @@ public sealed class PolicyFile
     public static PolicyFile Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        string text;
-        try
-        {
-            text = File.ReadAllText(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new PolicyException("config", $"cannot read '{path}': {e.Message}");
-        }
+        string text = ReadBoundedText("config", path);
 
         PolicyFileFormat format = path.EndsWith(".json", StringComparison.OrdinalIgnoreCase)
             || (!path.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase)
@@ -65,6 +57,39 @@ public sealed class PolicyFile
             : PolicyFileFormat.Yaml;
         string directory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? "/";
         return Parse(text, format, path, directory);
+    }
+
+    /// <summary>The most a policy or profile file may hold; a real one is a few kilobytes.</summary>
+    internal const int MaxFileBytes = 1 << 20;
+
+    /// <summary>
+    /// Reads a policy or profile file, at most <see cref="MaxFileBytes"/> of it: a path such as
+    /// <c>/dev/zero</c> would otherwise be read until memory runs out. A pipe (<c>/dev/stdin</c>) works.
+    /// </summary>
+    internal static string ReadBoundedText(string key, string path)
+    {
+        try
+        {
+            using FileStream stream = new(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 0);
+            byte[] buffer = new byte[MaxFileBytes + 1];
+            int length = 0;
+            int read;
+            while (length < buffer.Length && (read = stream.Read(buffer, length, buffer.Length - length)) > 0)
+            {
+                length += read;
+            }
+
+            if (length > MaxFileBytes)
+            {
+                throw new PolicyException(key, $"'{path}' holds more than {MaxFileBytes} bytes; a policy or profile file is a few kilobytes");
+            }
+
+            return new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetString(buffer, 0, length).TrimStart('\uFEFF');
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new PolicyException(key, $"cannot read '{path}': {e.Message}");
+        }
     }
 
     /// <summary>

@@ -15,6 +15,10 @@ internal static unsafe partial class Interop
     internal const int O_RDWR = 0x2;
     internal const int O_NONBLOCK = 0x800;
     internal const int O_CLOEXEC = 0x80000;
+    internal const int O_CREAT = 0x40;
+    internal const int O_TRUNC = 0x200;
+    internal const int O_NOFOLLOW = 0x20000;
+    internal const int O_DIRECTORY = 0x10000;
 
     internal const int F_GETFL = 3;
     internal const int F_SETFL = 4;

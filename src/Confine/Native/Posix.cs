@@ -40,6 +40,35 @@ internal static unsafe class Posix
         return limit.Maximum;
     }
 
+    /// <summary>
+    /// Opens a host file the caller named, to read (<paramref name="write"/> false) or to create or
+    /// truncate and write, never through a symbolic link in its last component: the file may sit in
+    /// a directory a sandbox could write, where it could have planted a link to a file Confine may
+    /// read or write and the sandbox may not.
+    /// </summary>
+    public static FileStream OpenHostFile(string path, bool write)
+    {
+        int flags = Interop.O_NOFOLLOW | (write ? Interop.O_WRONLY | Interop.O_CREAT | Interop.O_TRUNC : Interop.O_RDONLY);
+        int fd = Interop.open(path, flags | Interop.O_CLOEXEC, 0x1A4 /* 0644 */);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            const int ELOOP = 40;
+            throw new IOException(errno == ELOOP
+                ? $"'{path}' is a symbolic link; name the file it points to"
+                : $"'{path}': {StrError(errno)}");
+        }
+
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
+        if (Directory.Exists(path))
+        {
+            handle.Dispose();
+            throw new IOException($"'{path}' is a directory");
+        }
+
+        return new FileStream(handle, write ? FileAccess.Write : FileAccess.Read, bufferSize: 0);
+    }
+
     /// <summary>Opens a file close-on-exec.</summary>
     public static SafeFileHandle Open(string path, int flags)
     {

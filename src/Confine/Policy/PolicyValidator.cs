@@ -96,6 +96,11 @@ public static class PolicyValidator
             throw new PolicyException("timeout", $"must be positive, not {timeout}");
         }
 
+        if (policy.Timeout > Units.MaxDuration)
+        {
+            throw new PolicyException("timeout", $"must be at most {Units.MaxDuration.TotalDays:0} days, the longest Confine can time");
+        }
+
         if (policy.StdoutLimitBytes < 0)
         {
             throw new PolicyException("limits.stdout", "must not be negative");
@@ -261,6 +266,11 @@ public static class PolicyValidator
         if (resources.CpusetCpus is string cpuset && !IsCpuList(cpuset))
         {
             throw new PolicyException("resources.cpuset_cpus", $"'{cpuset}' is not a CPU list such as 0-3,5");
+        }
+
+        if (resources.CpuTime > Units.MaxDuration)
+        {
+            throw new PolicyException("resources.cpu_time", $"must be at most {Units.MaxDuration.TotalDays:0} days");
         }
 
         if (resources.CpuTime is TimeSpan cpuTime && cpuTime <= TimeSpan.Zero)

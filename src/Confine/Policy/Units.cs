@@ -49,6 +49,32 @@ public static class Units
     /// </summary>
     public static TimeSpan ParseDuration(string key, string text)
     {
+        TimeSpan duration;
+        try
+        {
+            duration = ParseDurationUnchecked(key, text);
+        }
+        catch (OverflowException)
+        {
+            duration = TimeSpan.MaxValue;
+        }
+
+        if (duration > MaxDuration)
+        {
+            throw new PolicyException(key, $"'{text}' is longer than the longest duration Confine can time, {MaxDuration.TotalDays:0} days");
+        }
+
+        return duration;
+    }
+
+    /// <summary>
+    /// The longest timeout or interval: .NET's timers take at most 2^32-2 ms (~49.7 days), and a
+    /// longer one would never fire rather than fail. Generous for any sandboxed run.
+    /// </summary>
+    public static TimeSpan MaxDuration { get; } = TimeSpan.FromDays(30);
+
+    private static TimeSpan ParseDurationUnchecked(string key, string text)
+    {
         string t = text.Trim().ToLowerInvariant();
         if (double.TryParse(t, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double plain))
         {

@@ -41,6 +41,31 @@ public static class Sandbox
     {
         PolicyValidator.Validate(policy);
         PolicyValidator.ValidateCommand(command);
-        return new SandboxRun(policy, command, io ?? SandboxIO.Capture).RunAsync(cancellationToken);
+        io ??= SandboxIO.Capture;
+        if (io.Stdin is not StdinSource.HostFile file)
+        {
+            return new SandboxRun(policy, command, io).RunAsync(cancellationToken);
+        }
+
+        // Opened now, so that a missing file is bad input, and never through a symbolic link.
+        FileStream input;
+        try
+        {
+            input = Native.Posix.OpenHostFile(file.Path, write: false);
+        }
+        catch (IOException e)
+        {
+            throw new PolicyException("stdin", e.Message);
+        }
+
+        return RunWithInputAsync(new SandboxRun(policy, command, io with { Stdin = StdinSource.FromStream(input) }), input, cancellationToken);
+
+        static async Task<Verdict> RunWithInputAsync(SandboxRun run, FileStream input, CancellationToken cancellationToken)
+        {
+            await using (input.ConfigureAwait(false))
+            {
+                return await run.RunAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 }

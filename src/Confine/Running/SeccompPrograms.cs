@@ -71,7 +71,7 @@ internal static class SeccompPrograms
 
     private static SeccompProfile Load(string path)
     {
-        string json = File.ReadAllText(path);
+        string json = PolicyFile.ReadBoundedText("seccomp_profile", path);
         try
         {
             // Docker's and the OCI runtime spec's profiles start with defaultAction; ours do not.

@@ -177,4 +177,89 @@ public sealed class CliTests
         Assert.Contains("rlimits", result.Stderr);
         Assert.Contains("can only lower it", result.Stderr);
     }
+
+    [Theory]
+    [InlineData("--timeout", "1200h")]
+    [InlineData("--timeout", "999999999999s")]
+    [InlineData("--cpu-time", "99999999999h")]
+    [InlineData("--stats-interval", "2000h")]
+    public void Run_DurationLongerThanConfineCanTime_IsBadInput(string option, string value)
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--stats", option, value, "--", "true"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("longest", result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_ConfigThatNeverEnds_IsRefusedAfterAMegabyte()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--config", "/dev/zero", "--", "true"], timeout: TimeSpan.FromSeconds(20));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("more than 1048576 bytes", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_VerdictFileThatCannotBeWritten_IsBadInputBeforeTheCommandRuns()
+    {
+        string marker = Path.Combine(Path.GetTempPath(), $"ran-{Guid.NewGuid():N}");
+        CliResult result = Support.ConfineCli.Run(
+            ["run", "-v", $"{Path.GetTempPath()}:/host-tmp:rw", "--verdict", "/no/such/dir/v.json", "--", "touch", $"/host-tmp/{Path.GetFileName(marker)}"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("verdict", result.Stderr);
+        Assert.False(File.Exists(marker), "the command ran although its verdict could not be written");
+    }
+
+    [Fact]
+    public void Run_VerdictOrStdinThroughASymbolicLink_IsRefused()
+    {
+        string dir = Directory.CreateTempSubdirectory("confine-links-").FullName;
+        try
+        {
+            string secret = Path.Combine(dir, "secret");
+            File.WriteAllText(secret, "host secret\n");
+            File.CreateSymbolicLink(Path.Combine(dir, "verdict.json"), secret);
+            File.CreateSymbolicLink(Path.Combine(dir, "input.txt"), secret);
+
+            CliResult verdict = Support.ConfineCli.Run(["run", "--verdict", Path.Combine(dir, "verdict.json"), "--", "true"]);
+            CliResult stdin = Support.ConfineCli.Run(["run", "--stdin", Path.Combine(dir, "input.txt"), "--", "cat"]);
+
+            Assert.Equal(2, verdict.ExitCode);
+            Assert.Contains("symbolic link", verdict.Stderr);
+            Assert.Equal("host secret\n", File.ReadAllText(secret));
+            Assert.Equal(2, stdin.ExitCode);
+            Assert.Contains("symbolic link", stdin.Stderr);
+            Assert.Equal("", stdin.Stdout);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Run_StdinDirectory_SaysItIsADirectory()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--stdin", "/tmp", "--", "cat"]);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("is a directory", result.Stderr);
+    }
+
+    [Fact]
+    public void Run_FileBindOverAnExistingFileOfAReadOnlySystemDirectory_Works()
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"resolv-{Guid.NewGuid():N}.conf");
+        File.WriteAllText(file, "nameserver 127.0.0.53\n");
+        File.SetUnixFileMode(file, (UnixFileMode)0x1a4);
+        try
+        {
+            CliResult result = Support.ConfineCli.Run(["run", "-v", $"{file}:/etc/resolv.conf", "--", "cat", "/etc/resolv.conf"]);
+            Assert.True(result.ExitCode == 0, result.Stderr);
+            Assert.Equal("nameserver 127.0.0.53\n", result.Stdout);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
 }
