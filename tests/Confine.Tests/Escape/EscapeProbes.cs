@@ -1,0 +1,174 @@
+namespace Confine.Tests.Escape;
+
+/// <summary>One line of probe.c's output and what it may say.</summary>
+/// <param name="Name">The probe's name, as probe.c prints it.</param>
+/// <param name="Accepted">Every outcome that means "refused" (or the expected fact), space-separated.</param>
+/// <param name="Syscall">
+/// For a call on seccomp's dangerous list, the syscall its violation names: recorded under every level,
+/// and ending the run under <c>maximum</c>. Null for probes the filter does not refuse by recording.
+/// </param>
+/// <param name="Group">The run that makes the probe: <see cref="EscapeProbes.Main"/> or <see cref="EscapeProbes.Setuid"/>.</param>
+public sealed record EscapeProbe(string Name, string Accepted, string? Syscall = null, string Group = EscapeProbes.Main);
+
+/// <summary>
+/// The escape probes of probe.c, each an example of a kind of escape, with the outcomes that mean the
+/// kind is closed, and the outcomes that legitimately differ by isolation level.
+/// </summary>
+public static class EscapeProbes
+{
+    /// <summary>The probes run as the sandbox's root, all in one sandbox (one each under maximum if recorded).</summary>
+    public const string Main = "main";
+
+    /// <summary>The setuid probes, run as uid 1000 inside so that a setuid-root binary would show a change.</summary>
+    public const string Setuid = "setuid";
+
+    /// <summary>The sandbox's user for the setuid run.</summary>
+    public const uint SetuidRunUid = 1000;
+
+    /// <summary>What a setuid binary prints when it gained nothing: the caller's euid, no capability.</summary>
+    private const string NothingGained = "value=euid:1000/caps:0000000000000000/0000000000000000";
+
+    public static IReadOnlyList<EscapeProbe> All { get; } =
+    [
+        // Terminal injection and leaked descriptors.
+        new("tiocsti_stdin", "ENOTTY EPERM EIO", "ioctl"),
+        new("tiocsti_stdout", "ENOTTY EPERM EIO", "ioctl"),
+        new("open_dev_tty", "ENOENT ENXIO"),
+        new("isatty", "value=000"),
+        new("leaked_fds", "value=0"),
+        // The helper's executable and the init's memory.
+        new("write_init_exe", "EACCES EPERM ETXTBSY ENOENT"),
+        new("read_init_mem", "EACCES EPERM"),
+        new("write_self_exe", "EACCES ETXTBSY EROFS EPERM"),
+        // /proc and /sys, and a host file outside every bind.
+        new("write_core_pattern", "EACCES EROFS EPERM"),
+        new("write_sysrq_trigger", "ENOENT EACCES EROFS"),
+        new("write_sysrq", "ENOENT EACCES EROFS"),
+        new("write_drop_caches", "EACCES EROFS"),
+        new("write_sys_hostname", "EACCES EROFS EPERM"),
+        new("write_sys_kernel", "ENOENT EACCES EROFS"),
+        new("write_sys_power", "ENOENT EACCES EROFS"),
+        new("write_host_sentinel", "ENOENT"),
+        new("read_kcore", "ENOENT empty EACCES"),
+        new("read_kallsyms", "empty ENOENT EACCES"),
+        new("read_keys", "empty ENOENT EACCES"),
+        new("read_timer_list", "empty ENOENT EACCES"),
+        // cgroups: no hierarchy is visible, none can be mounted, no release_agent reached.
+        new("open_cgroup_procs", "ENOENT EACCES"),
+        new("join_parent_cgroup", "ENOENT EACCES EROFS"),
+        new("write_release_agent", "ENOENT EACCES EROFS"),
+        new("write_release_agent_named", "ENOENT EACCES EROFS"),
+        new("write_notify_on_release", "ENOENT EACCES EROFS"),
+        new("mount_cgroup_v1", "EPERM", "mount"),
+        new("mount_cgroup2", "EPERM", "mount"),
+        new("unshare_cgroup_for_release_agent", "EPERM", "unshare"),
+        // Mounts.
+        new("remount_root_rw", "EPERM", "mount"),
+        new("umount_mask", "EPERM", "umount2"),
+        new("mount_tmpfs", "EPERM", "mount"),
+        new("pivot_root", "EPERM", "pivot_root"),
+        new("chroot", "EPERM", "chroot"),
+        // Namespaces.
+        new("unshare_user", "EPERM", "unshare"),
+        new("unshare_mount", "EPERM", "unshare"),
+        new("unshare_net", "EPERM", "unshare"),
+        new("setns", "EPERM", "setns"),
+        new("clone_newuser", "EPERM", "clone"),
+        new("clone3", "ENOSYS"),
+        // Kernel facilities that no namespace covers.
+        new("keyctl", "EPERM", "keyctl"),
+        new("add_key", "EPERM", "add_key"),
+        new("bpf", "EPERM", "bpf"),
+        new("perf_event_open", "EPERM", "perf_event_open"),
+        new("userfaultfd", "EPERM", "userfaultfd"),
+        new("io_uring_setup", "EPERM", "io_uring_setup"),
+        new("init_module", "EPERM", "init_module"),
+        new("finit_module", "EPERM", "finit_module"),
+        new("delete_module", "EPERM", "delete_module"),
+        new("reboot", "EPERM", "reboot"),
+        new("kexec_load", "EPERM", "kexec_load"),
+        new("swapon", "EPERM", "swapon"),
+        new("swapoff", "EPERM", "swapoff"),
+        new("clock_settime", "EPERM", "clock_settime"),
+        new("settimeofday", "EPERM", "settimeofday"),
+        new("iopl", "EPERM", "iopl"),
+        new("ioperm", "EPERM", "ioperm"),
+        new("open_dev_mem", "ENOENT EACCES"),
+        new("open_by_handle_at", "EPERM", "open_by_handle_at"),
+        new("name_to_handle_at", "EPERM", "name_to_handle_at"),
+        new("mknod_char", "EPERM"),
+        new("mknod_block", "EPERM"),
+        new("personality_bsd", "ENOSYS EPERM"),
+        new("acct", "EPERM", "acct"),
+        new("syslog", "EPERM", "syslog"),
+        // Other processes: the init's pid namespace, and kill(-1) reaching only the sandbox.
+        new("ptrace_init", "EPERM", "ptrace"),
+        new("process_vm_readv_init", "EPERM", "process_vm_readv"),
+        new("kill_init", "ok"),
+        new("kill_all", "ok"),
+        new("kill_all_signal0", "value=1"),
+        new("kill_all_reached_own_child", "value=9"),
+        // Host services.
+        new("connect_host_tcp", "ECONNREFUSED ENETUNREACH"),
+        new("connect_host_abstract", "ECONNREFUSED ENOENT"),
+        new("socket_packet", "EPERM EAFNOSUPPORT", "socket"),
+        new("socket_vsock", "EPERM EAFNOSUPPORT", "socket"),
+        new("socket_alg", "EPERM EAFNOSUPPORT", "socket"),
+        new("done", "value=1"),
+        // Setuid binaries, run as uid 1000 inside: nothing gained from any owner.
+        new("setuid_owner_0", NothingGained, Group: Setuid),
+        new("setuid_owner_1000000000", NothingGained, Group: Setuid),
+        new("setuid_owner_65534", NothingGained, Group: Setuid),
+        new("self_ids", $"value={SetuidRunUid}", Group: Setuid),
+    ];
+
+    /// <summary>
+    /// Where a level legitimately gives another outcome, and why. Everything else is the same under
+    /// every level.
+    /// </summary>
+    public static string Accepted(EscapeConfiguration configuration, EscapeProbe probe) =>
+        (configuration.Level, probe.Name) switch
+        {
+            // development shares the host's network (docs/levels.md): its loopback services and, without
+            // Landlock, its abstract sockets are reachable by design (docs/limitations.md, Landlock).
+            (IsolationLevel.Development, "connect_host_tcp" or "connect_host_abstract") => "ok",
+            // development's permissive profile leaves personality unfiltered (gdb sets ADDR_NO_RANDOMIZE);
+            // a persona only changes the caller's own process (docs/seccomp.md).
+            (IsolationLevel.Development, "personality_bsd") => "ok",
+            // maximum's strict profile allows only Unix sockets: socket(AF_INET) fails before any connect.
+            (IsolationLevel.Maximum, "connect_host_tcp") => "EAFNOSUPPORT",
+            // maximum adds Landlock, which refuses device nodes before the capability check, and whose
+            // signal scope refuses signals to processes outside the command's domain, the init's among them.
+            (IsolationLevel.Maximum, "mknod_char" or "mknod_block") => "EACCES",
+            (IsolationLevel.Maximum, "kill_init") => "EPERM",
+            _ => probe.Accepted,
+        };
+
+    public static EscapeProbe Named(string name) => All.Single(p => p.Name == name);
+}
+
+/// <summary>One way of running the suite: as root through the library or rootless through the CLI, at a level.</summary>
+/// <param name="Level">The isolation level; null for <see cref="SandboxPolicy.Default"/> (root only).</param>
+public sealed record EscapeConfiguration(string Name, IsolationLevel? Level, bool Rootless)
+{
+    public static IReadOnlyList<EscapeConfiguration> All { get; } =
+    [
+        new("root-default", null, false),
+        new("root-maximum", IsolationLevel.Maximum, false),
+        new("root-balanced", IsolationLevel.Balanced, false),
+        new("root-development", IsolationLevel.Development, false),
+        new("rootless-maximum", IsolationLevel.Maximum, true),
+        new("rootless-balanced", IsolationLevel.Balanced, true),
+        new("rootless-development", IsolationLevel.Development, true),
+    ];
+
+    /// <summary>Whether a violation ends the run (<c>on_violation: kill</c>), so recorded probes run one per sandbox.</summary>
+    public bool KillsOnViolation => Level == IsolationLevel.Maximum;
+
+    /// <summary>Whether the sandbox shares the host's network namespace.</summary>
+    public bool SharesHostNetwork => Level == IsolationLevel.Development;
+
+    public static EscapeConfiguration Named(string name) => All.Single(c => c.Name == name);
+
+    public override string ToString() => Name;
+}
