@@ -36,6 +36,14 @@ public static class EscapeProbes
         new("open_dev_tty", "ENOENT ENXIO"),
         new("isatty", "value=000"),
         new("leaked_fds", "value=0"),
+        // Capabilities and no_new_privs, read and changed from inside.
+        new("capability_sets", "value=0000000000000000/0000000000000000/0000000000000000/0000000000000000/0000000000000000"),
+        new("no_new_privs", "value=1"),
+        new("seccomp_mode", "value=2"),
+        new("capset_raise", "EPERM"),
+        new("ambient_raise", "EPERM"),
+        new("clear_no_new_privs", "EINVAL"),
+        new("securebits_unlock", "EPERM"),
         // The helper's executable and the init's memory.
         new("write_init_exe", "EACCES EPERM ETXTBSY ENOENT"),
         new("read_init_mem", "EACCES EPERM"),

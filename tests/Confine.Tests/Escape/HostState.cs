@@ -119,7 +119,7 @@ internal sealed record HostState
     }
 
     /// <summary>This process's cgroup in each mounted hierarchy, from /proc/self/cgroup and the mount table.</summary>
-    private static IEnumerable<(string Controllers, string Directory)> OwnCgroups()
+    internal static IEnumerable<(string Controllers, string Directory)> OwnCgroups()
     {
         var mounts = new List<(string Point, string Type, string[] Options)>();
         foreach (string line in File.ReadLines("/proc/self/mountinfo"))

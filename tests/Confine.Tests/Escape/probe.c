@@ -27,7 +27,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <stdint.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -223,6 +225,45 @@ static long clone_new_user(void) {
   return pid < 0 ? -1 : 0;
 }
 
+/* Prints the capability sets, no_new_privs and seccomp mode the probe runs with, from its status file. */
+static void status_probe(void) {
+  static const char *const fields[] = { "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:" };
+  char sets[5][17] = { "none", "none", "none", "none", "none" };
+  char no_new_privs[8] = "none", seccomp[8] = "none";
+  FILE *status = fopen("/proc/self/status", "r");
+  char line[256];
+  while (status != NULL && fgets(line, sizeof line, status) != NULL) {
+    for (int i = 0; i < 5; i++)
+      if (strncmp(line, fields[i], strlen(fields[i])) == 0)
+        sscanf(line + strlen(fields[i]), "%16s", sets[i]);
+    if (strncmp(line, "NoNewPrivs:", 11) == 0)
+      sscanf(line + 11, "%7s", no_new_privs);
+    if (strncmp(line, "Seccomp:", 8) == 0)
+      sscanf(line + 8, "%7s", seccomp);
+  }
+  if (status != NULL)
+    fclose(status);
+  if (selected("capability_sets"))
+    printf("capability_sets value=%s/%s/%s/%s/%s\n", sets[0], sets[1], sets[2], sets[3], sets[4]);
+  if (selected("no_new_privs"))
+    printf("no_new_privs value=%s\n", no_new_privs);
+  if (selected("seccomp_mode"))
+    printf("seccomp_mode value=%s\n", seccomp);
+}
+
+/* capset asking for CAP_SYS_ADMIN (21) in every set: refused without it in the permitted and
+ * bounding sets. */
+static long raise_capability(void) {
+  struct {
+    uint32_t version;
+    int pid;
+  } header = { 0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0 };
+  struct {
+    uint32_t effective, permitted, inheritable;
+  } data[2] = { { 1u << 21, 1u << 21, 1u << 21 }, { 0, 0, 0 } };
+  return syscall(SYS_capset, &header, data);
+}
+
 /* Runs a setuid binary the test made, which prints its own line: its euid and capability sets. */
 static void setuid_probe(const char *name, const char *path) {
   if (!selected(name))
@@ -283,6 +324,13 @@ int main(int argc, char **argv) {
         leaked++;
     printf("leaked_fds value=%d\n", leaked);
   }
+
+  /* Capabilities and no_new_privs: nothing held, nothing to regain, no_new_privs for good. */
+  status_probe();
+  PROBE("capset_raise", raise_capability());
+  PROBE("ambient_raise", prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, 21 /* CAP_SYS_ADMIN */, 0, 0));
+  PROBE("clear_no_new_privs", prctl(PR_SET_NO_NEW_PRIVS, 0, 0, 0, 0));
+  PROBE("securebits_unlock", prctl(PR_SET_SECUREBITS, 0, 0, 0, 0));
 
   /* The helper's executable through /proc, and the init's memory. */
   PROBE("write_init_exe", open("/proc/1/exe", O_WRONLY));
