@@ -94,6 +94,31 @@ public sealed class ViolationTests
     }
 
     [Fact]
+    public void Cli_KillProfileKillsTheCommandRootless_ReportsAViolation()
+    {
+        string profile = Path.Combine(Path.GetTempPath(), $"kill-profile-{Guid.NewGuid():N}.json");
+        File.WriteAllText(profile, """{ "version": 1, "base": "default", "dangerous_action": "kill" }""");
+        File.SetUnixFileMode(profile, (UnixFileMode)0x1a4); // 0644: the unprivileged user reads it
+        try
+        {
+            CliResult result = ConfineCli.Run(
+                ["run", "--json", "--allow-degrade", "--seccomp", profile, "--", "python3", "-c", "import ctypes\nctypes.CDLL(None).syscall(250, 1, None)"],
+                unprivileged: true);
+
+            Assert.Equal(128 + 31, result.ExitCode);
+            Verdict verdict = VerdictJson.Deserialize(result.Stdout);
+            Assert.Equal(VerdictStatus.Violation, verdict.Status);
+            Assert.Equal("SIGSYS", verdict.SignalName);
+            Assert.Contains(verdict.Violations, v => v is { Syscall: "unknown", Action: "kill" });
+            Assert.Contains("warning 1001 ViolationRecorded", result.Stderr);
+        }
+        finally
+        {
+            File.Delete(profile);
+        }
+    }
+
+    [Fact]
     public async Task Run_SigsysWithoutAKillingProfile_IsOnlySignaled()
     {
         // The default profile never kills, so a SIGSYS the command sends itself is its own doing.
