@@ -13,7 +13,7 @@ public sealed class EscapeCollection : ICollectionFixture<EscapeProbeFixture>
 }
 
 /// <summary>One sandbox run of the probe, and the host as it was after it.</summary>
-/// <param name="Probes">The probes it ran (the whole main group, or one).</param>
+/// <param name="Probes">The probes it ran (a group, or under maximum one recorded probe of it).</param>
 /// <param name="HostChanges">What the run changed on the host; empty when nothing.</param>
 public sealed record EscapeRun(
     string Group, IReadOnlyList<string> Probes, Verdict Verdict, IReadOnlyDictionary<string, string> Outcomes,
@@ -110,21 +110,25 @@ public sealed class EscapeProbeFixture : IDisposable
     private List<EscapeRun> RunConfiguration(EscapeConfiguration configuration, string[] command)
     {
         var runs = new List<EscapeRun>();
-        string[] main = [.. EscapeProbes.All.Where(p => p.Group == EscapeProbes.Main).Select(p => p.Name)];
-        if (configuration.KillsOnViolation)
+        foreach (IGrouping<string, EscapeProbe> group in EscapeProbes.All.GroupBy(p => p.Group))
         {
-            // A recorded call ends the run: each such probe gets a sandbox of its own, the rest share one.
-            string[] recorded = [.. EscapeProbes.All.Where(p => p.Syscall is not null).Select(p => p.Name)];
-            runs.Add(Run(configuration, command, EscapeProbes.Main, [.. main.Except(recorded)]));
-            runs.AddRange(recorded.Select(probe => Run(configuration, command, EscapeProbes.Main, [probe])));
-        }
-        else
-        {
-            runs.Add(Run(configuration, command, EscapeProbes.Main, main));
+            if (configuration.KillsOnViolation)
+            {
+                // A recorded call ends the run: each such probe gets a sandbox of its own, the rest share one.
+                string[] rest = [.. group.Where(p => p.Syscall is null).Select(p => p.Name)];
+                if (rest.Length > 0)
+                {
+                    runs.Add(Run(configuration, command, group.Key, rest));
+                }
+
+                runs.AddRange(group.Where(p => p.Syscall is not null).Select(p => Run(configuration, command, group.Key, [p.Name])));
+            }
+            else
+            {
+                runs.Add(Run(configuration, command, group.Key, [.. group.Select(p => p.Name)]));
+            }
         }
 
-        string[] setuid = [.. EscapeProbes.All.Where(p => p.Group == EscapeProbes.Setuid).Select(p => p.Name)];
-        runs.Add(Run(configuration, command, EscapeProbes.Setuid, setuid));
         return runs;
     }
 

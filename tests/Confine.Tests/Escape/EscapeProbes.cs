@@ -3,12 +3,15 @@ namespace Confine.Tests.Escape;
 /// <summary>One line of probe.c's output and what it may say.</summary>
 /// <param name="Name">The probe's name, as probe.c prints it.</param>
 /// <param name="Accepted">Every outcome that means "refused" (or the expected fact), space-separated.</param>
+/// <param name="Group">
+/// The kind of escape; each group runs in a sandbox of its own, and the host is checked after each.
+/// <see cref="EscapeProbes.Setuid"/> runs as uid 1000 inside.
+/// </param>
 /// <param name="Syscall">
 /// For a call on seccomp's dangerous list, the syscall its violation names: recorded under every level,
 /// and ending the run under <c>maximum</c>. Null for probes the filter does not refuse by recording.
 /// </param>
-/// <param name="Group">The run that makes the probe: <see cref="EscapeProbes.Main"/> or <see cref="EscapeProbes.Setuid"/>.</param>
-public sealed record EscapeProbe(string Name, string Accepted, string? Syscall = null, string Group = EscapeProbes.Main);
+public sealed record EscapeProbe(string Name, string Accepted, string Group, string? Syscall = null);
 
 /// <summary>
 /// The escape probes of probe.c, each an example of a kind of escape, with the outcomes that mean the
@@ -16,9 +19,6 @@ public sealed record EscapeProbe(string Name, string Accepted, string? Syscall =
 /// </summary>
 public static class EscapeProbes
 {
-    /// <summary>The probes run as the sandbox's root, all in one sandbox (one each under maximum if recorded).</summary>
-    public const string Main = "main";
-
     /// <summary>The setuid probes, run as uid 1000 inside so that a setuid-root binary would show a change.</summary>
     public const string Setuid = "setuid";
 
@@ -31,103 +31,102 @@ public static class EscapeProbes
     public static IReadOnlyList<EscapeProbe> All { get; } =
     [
         // Terminal injection and leaked descriptors.
-        new("tiocsti_stdin", "ENOTTY EPERM EIO", "ioctl"),
-        new("tiocsti_stdout", "ENOTTY EPERM EIO", "ioctl"),
-        new("open_dev_tty", "ENOENT ENXIO"),
-        new("isatty", "value=000"),
-        new("leaked_fds", "value=0"),
+        new("tiocsti_stdin", "ENOTTY EPERM EIO", "terminal", "ioctl"),
+        new("tiocsti_stdout", "ENOTTY EPERM EIO", "terminal", "ioctl"),
+        new("open_dev_tty", "ENOENT ENXIO", "terminal"),
+        new("isatty", "value=000", "terminal"),
+        new("leaked_fds", "value=0", "terminal"),
         // Capabilities and no_new_privs, read and changed from inside.
-        new("capability_sets", "value=0000000000000000/0000000000000000/0000000000000000/0000000000000000/0000000000000000"),
-        new("no_new_privs", "value=1"),
-        new("seccomp_mode", "value=2"),
-        new("capset_raise", "EPERM"),
-        new("ambient_raise", "EPERM"),
-        new("clear_no_new_privs", "EINVAL"),
-        new("securebits_unlock", "EPERM"),
+        new("capability_sets", "value=0000000000000000/0000000000000000/0000000000000000/0000000000000000/0000000000000000", "capabilities"),
+        new("no_new_privs", "value=1", "capabilities"),
+        new("seccomp_mode", "value=2", "capabilities"),
+        new("capset_raise", "EPERM", "capabilities"),
+        new("ambient_raise", "EPERM", "capabilities"),
+        new("clear_no_new_privs", "EINVAL", "capabilities"),
+        new("securebits_unlock", "EPERM", "capabilities"),
         // The helper's executable and the init's memory.
-        new("write_init_exe", "EACCES EPERM ETXTBSY ENOENT"),
-        new("read_init_mem", "EACCES EPERM"),
-        new("write_self_exe", "EACCES ETXTBSY EROFS EPERM"),
+        new("write_init_exe", "EACCES EPERM ETXTBSY ENOENT", "helper"),
+        new("read_init_mem", "EACCES EPERM", "helper"),
+        new("write_self_exe", "EACCES ETXTBSY EROFS EPERM", "helper"),
         // /proc and /sys, and a host file outside every bind.
-        new("write_core_pattern", "EACCES EROFS EPERM"),
-        new("write_sysrq_trigger", "ENOENT EACCES EROFS"),
-        new("write_sysrq", "ENOENT EACCES EROFS"),
-        new("write_drop_caches", "EACCES EROFS"),
-        new("write_sys_hostname", "EACCES EROFS EPERM"),
-        new("write_sys_kernel", "ENOENT EACCES EROFS"),
-        new("write_sys_power", "ENOENT EACCES EROFS"),
-        new("write_host_sentinel", "ENOENT"),
-        new("read_kcore", "ENOENT empty EACCES"),
-        new("read_kallsyms", "empty ENOENT EACCES"),
-        new("read_keys", "empty ENOENT EACCES"),
-        new("read_timer_list", "empty ENOENT EACCES"),
+        new("write_core_pattern", "EACCES EROFS EPERM", "proc_sys"),
+        new("write_sysrq_trigger", "ENOENT EACCES EROFS", "proc_sys"),
+        new("write_sysrq", "ENOENT EACCES EROFS", "proc_sys"),
+        new("write_drop_caches", "EACCES EROFS", "proc_sys"),
+        new("write_sys_hostname", "EACCES EROFS EPERM", "proc_sys"),
+        new("write_sys_kernel", "ENOENT EACCES EROFS", "proc_sys"),
+        new("write_sys_power", "ENOENT EACCES EROFS", "proc_sys"),
+        new("write_host_sentinel", "ENOENT", "proc_sys"),
+        new("read_kcore", "ENOENT empty EACCES", "proc_sys"),
+        new("read_kallsyms", "empty ENOENT EACCES", "proc_sys"),
+        new("read_keys", "empty ENOENT EACCES", "proc_sys"),
+        new("read_timer_list", "empty ENOENT EACCES", "proc_sys"),
         // cgroups: no hierarchy is visible, none can be mounted, no release_agent reached.
-        new("open_cgroup_procs", "ENOENT EACCES"),
-        new("join_parent_cgroup", "ENOENT EACCES EROFS"),
-        new("write_release_agent", "ENOENT EACCES EROFS"),
-        new("write_release_agent_named", "ENOENT EACCES EROFS"),
-        new("write_notify_on_release", "ENOENT EACCES EROFS"),
-        new("mount_cgroup_v1", "EPERM", "mount"),
-        new("mount_cgroup2", "EPERM", "mount"),
-        new("unshare_cgroup_for_release_agent", "EPERM", "unshare"),
+        new("open_cgroup_procs", "ENOENT EACCES", "cgroups"),
+        new("join_parent_cgroup", "ENOENT EACCES EROFS", "cgroups"),
+        new("write_release_agent", "ENOENT EACCES EROFS", "cgroups"),
+        new("write_release_agent_named", "ENOENT EACCES EROFS", "cgroups"),
+        new("write_notify_on_release", "ENOENT EACCES EROFS", "cgroups"),
+        new("mount_cgroup_v1", "EPERM", "cgroups", "mount"),
+        new("mount_cgroup2", "EPERM", "cgroups", "mount"),
+        new("unshare_cgroup_for_release_agent", "EPERM", "cgroups", "unshare"),
         // Mounts.
-        new("remount_root_rw", "EPERM", "mount"),
-        new("umount_mask", "EPERM", "umount2"),
-        new("mount_tmpfs", "EPERM", "mount"),
-        new("pivot_root", "EPERM", "pivot_root"),
-        new("chroot", "EPERM", "chroot"),
+        new("remount_root_rw", "EPERM", "mounts", "mount"),
+        new("umount_mask", "EPERM", "mounts", "umount2"),
+        new("mount_tmpfs", "EPERM", "mounts", "mount"),
+        new("pivot_root", "EPERM", "mounts", "pivot_root"),
+        new("chroot", "EPERM", "mounts", "chroot"),
         // Namespaces.
-        new("unshare_user", "EPERM", "unshare"),
-        new("unshare_mount", "EPERM", "unshare"),
-        new("unshare_net", "EPERM", "unshare"),
-        new("setns", "EPERM", "setns"),
-        new("clone_newuser", "EPERM", "clone"),
-        new("clone3", "ENOSYS"),
+        new("unshare_user", "EPERM", "namespaces", "unshare"),
+        new("unshare_mount", "EPERM", "namespaces", "unshare"),
+        new("unshare_net", "EPERM", "namespaces", "unshare"),
+        new("setns", "EPERM", "namespaces", "setns"),
+        new("clone_newuser", "EPERM", "namespaces", "clone"),
+        new("clone3", "ENOSYS", "namespaces"),
         // Kernel facilities that no namespace covers.
-        new("keyctl", "EPERM", "keyctl"),
-        new("add_key", "EPERM", "add_key"),
-        new("bpf", "EPERM", "bpf"),
-        new("perf_event_open", "EPERM", "perf_event_open"),
-        new("userfaultfd", "EPERM", "userfaultfd"),
-        new("io_uring_setup", "EPERM", "io_uring_setup"),
-        new("init_module", "EPERM", "init_module"),
-        new("finit_module", "EPERM", "finit_module"),
-        new("delete_module", "EPERM", "delete_module"),
-        new("reboot", "EPERM", "reboot"),
-        new("kexec_load", "EPERM", "kexec_load"),
-        new("swapon", "EPERM", "swapon"),
-        new("swapoff", "EPERM", "swapoff"),
-        new("clock_settime", "EPERM", "clock_settime"),
-        new("settimeofday", "EPERM", "settimeofday"),
-        new("iopl", "EPERM", "iopl"),
-        new("ioperm", "EPERM", "ioperm"),
-        new("open_dev_mem", "ENOENT EACCES"),
-        new("open_by_handle_at", "EPERM", "open_by_handle_at"),
-        new("name_to_handle_at", "EPERM", "name_to_handle_at"),
-        new("mknod_char", "EPERM"),
-        new("mknod_block", "EPERM"),
-        new("personality_bsd", "ENOSYS EPERM"),
-        new("acct", "EPERM", "acct"),
-        new("syslog", "EPERM", "syslog"),
+        new("keyctl", "EPERM", "kernel", "keyctl"),
+        new("add_key", "EPERM", "kernel", "add_key"),
+        new("bpf", "EPERM", "kernel", "bpf"),
+        new("perf_event_open", "EPERM", "kernel", "perf_event_open"),
+        new("userfaultfd", "EPERM", "kernel", "userfaultfd"),
+        new("io_uring_setup", "EPERM", "kernel", "io_uring_setup"),
+        new("init_module", "EPERM", "kernel", "init_module"),
+        new("finit_module", "EPERM", "kernel", "finit_module"),
+        new("delete_module", "EPERM", "kernel", "delete_module"),
+        new("reboot", "EPERM", "kernel", "reboot"),
+        new("kexec_load", "EPERM", "kernel", "kexec_load"),
+        new("swapon", "EPERM", "kernel", "swapon"),
+        new("swapoff", "EPERM", "kernel", "swapoff"),
+        new("clock_settime", "EPERM", "kernel", "clock_settime"),
+        new("settimeofday", "EPERM", "kernel", "settimeofday"),
+        new("iopl", "EPERM", "kernel", "iopl"),
+        new("ioperm", "EPERM", "kernel", "ioperm"),
+        new("open_dev_mem", "ENOENT EACCES", "kernel"),
+        new("open_by_handle_at", "EPERM", "kernel", "open_by_handle_at"),
+        new("name_to_handle_at", "EPERM", "kernel", "name_to_handle_at"),
+        new("mknod_char", "EPERM", "kernel"),
+        new("mknod_block", "EPERM", "kernel"),
+        new("personality_bsd", "ENOSYS EPERM", "kernel"),
+        new("acct", "EPERM", "kernel", "acct"),
+        new("syslog", "EPERM", "kernel", "syslog"),
         // Other processes: the init's pid namespace, and kill(-1) reaching only the sandbox.
-        new("ptrace_init", "EPERM", "ptrace"),
-        new("process_vm_readv_init", "EPERM", "process_vm_readv"),
-        new("kill_init", "ok"),
-        new("kill_all", "ok"),
-        new("kill_all_signal0", "value=1"),
-        new("kill_all_reached_own_child", "value=9"),
+        new("ptrace_init", "EPERM", "processes", "ptrace"),
+        new("process_vm_readv_init", "EPERM", "processes", "process_vm_readv"),
+        new("kill_init", "ok", "processes"),
+        new("kill_all", "ok", "processes"),
+        new("kill_all_signal0", "value=1", "processes"),
+        new("kill_all_reached_own_child", "value=9", "processes"),
         // Host services.
-        new("connect_host_tcp", "ECONNREFUSED ENETUNREACH"),
-        new("connect_host_abstract", "ECONNREFUSED ENOENT"),
-        new("socket_packet", "EPERM EAFNOSUPPORT", "socket"),
-        new("socket_vsock", "EPERM EAFNOSUPPORT", "socket"),
-        new("socket_alg", "EPERM EAFNOSUPPORT", "socket"),
-        new("done", "value=1"),
+        new("connect_host_tcp", "ECONNREFUSED ENETUNREACH", "network"),
+        new("connect_host_abstract", "ECONNREFUSED ENOENT", "network"),
+        new("socket_packet", "EPERM EAFNOSUPPORT", "network", "socket"),
+        new("socket_vsock", "EPERM EAFNOSUPPORT", "network", "socket"),
+        new("socket_alg", "EPERM EAFNOSUPPORT", "network", "socket"),
         // Setuid binaries, run as uid 1000 inside: nothing gained from any owner.
-        new("setuid_owner_0", NothingGained, Group: Setuid),
-        new("setuid_owner_1000000000", NothingGained, Group: Setuid),
-        new("setuid_owner_65534", NothingGained, Group: Setuid),
-        new("self_ids", $"value={SetuidRunUid}", Group: Setuid),
+        new("setuid_owner_0", NothingGained, Setuid),
+        new("setuid_owner_1000000000", NothingGained, Setuid),
+        new("setuid_owner_65534", NothingGained, Setuid),
+        new("self_ids", $"value={SetuidRunUid}", Setuid),
     ];
 
     /// <summary>
