@@ -50,6 +50,7 @@ public sealed class EscapeProbeFixture : IDisposable
         _tcp = new TcpListener(IPAddress.Loopback, 0);
         _tcp.Start();
         int port = ((IPEndPoint)_tcp.LocalEndpoint).Port;
+        // Every process of the probe carries the marker in its command line (the abstract socket's name).
         _marker = $"confine-escape-{Guid.NewGuid():N}";
         _abstract = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         _abstract.Bind(new UnixDomainSocketEndPoint("\0" + _marker));
@@ -134,7 +135,7 @@ public sealed class EscapeProbeFixture : IDisposable
 
     private EscapeRun Run(EscapeConfiguration configuration, string[] command, string group, string[] probes)
     {
-        HostState before = HostState.Read(_hostFiles, [_marker, "/probe/"], _survivors);
+        HostState before = HostState.Read(_hostFiles, [_marker], _survivors);
         string[] full = [.. command, "--only", string.Join(',', probes)];
         bool setuid = group == EscapeProbes.Setuid;
 
@@ -168,12 +169,12 @@ public sealed class EscapeProbeFixture : IDisposable
         }
 
         // A killed run may leave its processes for a moment while the kernel tears the namespace down.
-        HostState after = HostState.Read(_hostFiles, [_marker, "/probe/"], _survivors);
+        HostState after = HostState.Read(_hostFiles, [_marker], _survivors);
         List<string> changes = HostState.Changes(before, after);
         for (int attempt = 0; attempt < 50 && changes.Count > 0; attempt++)
         {
             Thread.Sleep(20);
-            after = HostState.Read(_hostFiles, [_marker, "/probe/"], _survivors);
+            after = HostState.Read(_hostFiles, [_marker], _survivors);
             changes = HostState.Changes(before, after);
         }
 
@@ -224,7 +225,8 @@ public sealed class EscapeProbeFixture : IDisposable
 
     private static void Chown(string path, uint owner)
     {
-        using Process chown = Process.Start("chown", [$"{owner}:{owner}", path]) ?? throw new InvalidOperationException("chown did not start");
+        using Process chown = Process.Start("chown", [$"{owner}:{owner}", path])
+            ?? throw new InvalidOperationException("chown did not start");
         chown.WaitForExit();
         if (chown.ExitCode != 0)
         {
@@ -234,7 +236,8 @@ public sealed class EscapeProbeFixture : IDisposable
 
     private static void Compile(string source, string output)
     {
-        using Process compile = Process.Start("cc", ["-O2", "-Wall", "-o", output, Path.Combine(AppContext.BaseDirectory, "Escape", source)])
+        string path = Path.Combine(AppContext.BaseDirectory, "Escape", source);
+        using Process compile = Process.Start("cc", ["-O2", "-Wall", "-o", output, path])
             ?? throw new InvalidOperationException("cc did not start");
         compile.WaitForExit();
         if (compile.ExitCode != 0)

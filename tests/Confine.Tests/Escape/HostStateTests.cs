@@ -37,8 +37,9 @@ public sealed class HostStateTests
         {
             List<string> changes = HostState.Changes(before, HostState.Read([], [marker], []));
 
-            Assert.Contains(changes, c => c.Contains($"process {left.Id} (sleep {marker}) of the sandbox", StringComparison.Ordinal));
-            Assert.Contains(changes, c => c.Contains($"process {left.Id} (sleep {marker}) joined the test's own cgroup", StringComparison.Ordinal));
+            string process = $"process {left.Id} (sleep {marker})";
+            Assert.Contains(changes, c => c.StartsWith($"{process} of the sandbox", StringComparison.Ordinal));
+            Assert.Contains(changes, c => c.StartsWith($"{process} joined the test's own cgroup", StringComparison.Ordinal));
         }
         finally
         {

@@ -1,5 +1,5 @@
-using Confine.Tests.Support;
 using System.Collections.Concurrent;
+using Confine.Tests.Support;
 
 namespace Confine.Tests.Escape;
 
@@ -101,9 +101,9 @@ public sealed class ViolationTests
         File.SetUnixFileMode(profile, (UnixFileMode)0x1a4); // 0644: the unprivileged user reads it
         try
         {
+            string keyctl = "import ctypes\nctypes.CDLL(None).syscall(250, 1, None)";
             CliResult result = ConfineCli.Run(
-                ["run", "--json", "--allow-degrade", "--seccomp", profile, "--", "python3", "-c", "import ctypes\nctypes.CDLL(None).syscall(250, 1, None)"],
-                unprivileged: true);
+                ["run", "--json", "--allow-degrade", "--seccomp", profile, "--", "python3", "-c", keyctl], unprivileged: true);
 
             Assert.Equal(128 + 31, result.ExitCode);
             Verdict verdict = VerdictJson.Deserialize(result.Stdout);

@@ -9,11 +9,10 @@
  * and, before it, "> NAME", so that a run the supervisor kills on a violation shows which probe it
  * was in.
  *
- *   probe PORT ABSTRACT SENTINEL [--after NAME | --only NAME,NAME...]
+ *   probe PORT ABSTRACT SENTINEL [--only NAME,NAME...]
  *
  * PORT and ABSTRACT are host services the probe must not reach, SENTINEL a host file it must not
- * see. --after runs the probes that follow NAME (to go on after a run that a violation ended);
- * --only runs the named ones.
+ * see. --only runs the named probes (the test runs each kind of escape in a sandbox of its own).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -83,16 +82,10 @@ static const char *errno_name(int e) {
   }
 }
 
-static const char *after_probe; /* skip every probe up to and including this one */
-static const char *only_probes;  /* comma-separated; run only these */
+static const char *only_probes; /* comma-separated; run only these */
 
 /* Whether to run the probe NAME; announces it when so. */
 static int selected(const char *name) {
-  if (after_probe != NULL) {
-    if (strcmp(name, after_probe) == 0)
-      after_probe = NULL;
-    return 0;
-  }
   if (only_probes != NULL) {
     size_t length = strlen(name);
     const char *at = only_probes;
@@ -225,7 +218,8 @@ static long clone_new_user(void) {
   return pid < 0 ? -1 : 0;
 }
 
-/* Prints the capability sets, no_new_privs and seccomp mode the probe runs with, from its status file. */
+/* Prints the capability sets, no_new_privs and seccomp mode the probe runs with, from its status
+ * file. */
 static void status_probe(void) {
   static const char *const fields[] = { "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:" };
   char sets[5][17] = { "none", "none", "none", "none", "none" };
@@ -264,14 +258,15 @@ static long raise_capability(void) {
   return syscall(SYS_capset, &header, data);
 }
 
-/* Runs a setuid binary the test made, which prints its own line: its euid and capability sets. */
-static void setuid_probe(const char *name, const char *path) {
+/* Runs a setuid binary the test made, which prints its own line: its euid and capability sets.
+ * MARKER rides along in its arguments, so the test can tell whether it is still running. */
+static void setuid_probe(const char *name, const char *path, const char *marker) {
   if (!selected(name))
     return;
   fflush(stdout);
   pid_t child = fork();
   if (child == 0) {
-    execl(path, path, name, (char *)NULL);
+    execl(path, path, name, marker, (char *)NULL);
     report(name, -1);
     _exit(0);
   }
@@ -301,12 +296,8 @@ int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 1;
   const char *abstract = argc > 2 ? argv[2] : "confine-none";
   const char *sentinel = argc > 3 ? argv[3] : "/nonexistent";
-  for (int i = 4; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--after") == 0)
-      after_probe = argv[i + 1];
-    else if (strcmp(argv[i], "--only") == 0)
-      only_probes = argv[i + 1];
-  }
+  if (argc > 5 && strcmp(argv[4], "--only") == 0)
+    only_probes = argv[5];
 
   /* Terminal injection: no descriptor is a terminal and there is no controlling one. */
   char c = 'x';
@@ -395,7 +386,7 @@ int main(int argc, char **argv) {
   PROBE("finit_module", syscall(SYS_finit_module, -1, "", 0));
   PROBE("delete_module", syscall(SYS_delete_module, "confine_none", 0));
   /* A wrong second magic number: EINVAL where the call is allowed, so nothing restarts. */
-  PROBE("reboot", syscall(SYS_reboot, 0xfee1dead, 0, 0x1234567 /* LINUX_REBOOT_CMD_RESTART */, NULL));
+  PROBE("reboot", syscall(SYS_reboot, 0xfee1dead, 0, 0x1234567 /* ..._CMD_RESTART */, NULL));
   /* Flag 0x8000 is no KEXEC_* flag: EINVAL where the call is allowed. With no segments and valid
    * flags the call would unload a loaded crash kernel. */
   PROBE("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0x8000));
@@ -428,9 +419,9 @@ int main(int argc, char **argv) {
   /* Setuid binaries the test made (owned by the host's root, and by the host ids of the sandbox's
    * root as root and rootless): each prints its euid and capability sets, which must be the
    * caller's and empty (nosuid mounts, no_new_privs, no capability in the bounding set). */
-  setuid_probe("setuid_owner_0", "/probe/suid-0");
-  setuid_probe("setuid_owner_1000000000", "/probe/suid-1000000000");
-  setuid_probe("setuid_owner_65534", "/probe/suid-65534");
+  setuid_probe("setuid_owner_0", "/probe/suid-0", abstract);
+  setuid_probe("setuid_owner_1000000000", "/probe/suid-1000000000", abstract);
+  setuid_probe("setuid_owner_65534", "/probe/suid-65534", abstract);
   if (selected("self_ids"))
     printf("self_ids value=%d\n", (int)geteuid());
 

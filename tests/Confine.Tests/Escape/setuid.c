@@ -1,5 +1,6 @@
 /* Made setuid by EscapeProbeFixture and run inside the sandbox by probe.c: prints
- * "NAME value=euid:E/caps:EFFECTIVE/PERMITTED", the ids and capabilities it runs with. */
+ * "NAME value=euid:E/caps:EFFECTIVE/PERMITTED", the ids and capabilities it runs with. Its second
+ * argument is only the test's marker, which shows whether it is still running. */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@ int main(int argc, char **argv) {
   char effective[32], permitted[32];
   capability("CapEff:", effective, sizeof effective);
   capability("CapPrm:", permitted, sizeof permitted);
-  printf("%s value=euid:%d/caps:%s/%s\n", argc > 1 ? argv[1] : "setuid", (int)geteuid(), effective, permitted);
+  const char *name = argc > 1 ? argv[1] : "setuid";
+  printf("%s value=euid:%d/caps:%s/%s\n", name, (int)geteuid(), effective, permitted);
   return 0;
 }
