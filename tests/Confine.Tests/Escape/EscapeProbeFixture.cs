@@ -78,6 +78,9 @@ public sealed class EscapeProbeFixture : IDisposable
         }
     }
 
+    /// <summary>The host processes kill(-1) inside must not reach, and their host uids.</summary>
+    public IReadOnlyList<Process> Survivors => _survivors;
+
     /// <summary>Every run of each configuration, by the configuration's name.</summary>
     public Dictionary<string, List<EscapeRun>> Runs { get; } = [];
 

@@ -115,6 +115,22 @@ public sealed class EscapeTests
 
     [Theory]
     [MemberData(nameof(Configurations))]
+    public void Probe_KillAll_ReachesOnlyTheSandbox(string configuration)
+    {
+        (string? killed, EscapeRun run) = _fixture.Outcome(configuration, "kill_all");
+
+        // kill(-1, SIGKILL) succeeded inside and took the probe's own child with it...
+        Assert.Equal("ok", killed);
+        Assert.Equal("value=9", run.Outcomes.GetValueOrDefault("kill_all_reached_own_child"));
+
+        // ...while the host processes running under the sandbox's own host ids, which only the PID
+        // namespace keeps out of reach, lived through it.
+        Assert.DoesNotContain(run.HostChanges, c => c.StartsWith("host process", StringComparison.Ordinal));
+        Assert.All(_fixture.Survivors, s => Assert.False(s.HasExited, $"host process {s.Id} was killed"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Configurations))]
     public void Runs_HostServices_ReachedOnlyWhereTheNetworkIsShared(string configuration)
     {
         // development shares the host's network by design: one connection each from its probe.
