@@ -211,7 +211,8 @@ public sealed class EscapeProbeFixture : IDisposable
 
     /// <summary>
     /// setuid.c copied three times, setuid and owned by the host's root and by the host ids of the
-    /// sandbox's root as root (HostIdBase) and rootless (the unprivileged test user).
+    /// sandbox's root as root (HostIdBase) and rootless (the unprivileged test user); and three times
+    /// more with CAP_SYS_ADMIN as a file capability for the same three root ids.
     /// </summary>
     private void MakeSetuidBinaries()
     {
@@ -221,19 +222,25 @@ public sealed class EscapeProbeFixture : IDisposable
         {
             string copy = Path.Combine(_directory, $"suid-{owner}");
             File.Copy(binary, copy);
-            Chown(copy, owner);
+            Run("chown", [$"{owner}:{owner}", copy]);
             File.SetUnixFileMode(copy, (UnixFileMode)0x9ed); // 04755
+
+            // CAP_SYS_ADMIN as a file capability: plain (for the host's root) or namespaced, whose
+            // root id is the one the sandbox's root has on the host.
+            string capable = Path.Combine(_directory, $"fcap-{owner}");
+            File.Copy(binary, capable);
+            File.SetUnixFileMode(capable, (UnixFileMode)0x1ed); // 0755
+            Run("setcap", owner == 0 ? ["cap_sys_admin+ep", capable] : ["-n", $"{owner}", "cap_sys_admin+ep", capable]);
         }
     }
 
-    private static void Chown(string path, uint owner)
+    private static void Run(string program, string[] arguments)
     {
-        using Process chown = Process.Start("chown", [$"{owner}:{owner}", path])
-            ?? throw new InvalidOperationException("chown did not start");
-        chown.WaitForExit();
-        if (chown.ExitCode != 0)
+        using Process process = Process.Start(program, arguments) ?? throw new InvalidOperationException($"{program} did not start");
+        process.WaitForExit();
+        if (process.ExitCode != 0)
         {
-            throw new InvalidOperationException($"chown {owner} {path} failed");
+            throw new InvalidOperationException($"{program} {string.Join(' ', arguments)} failed");
         }
     }
 

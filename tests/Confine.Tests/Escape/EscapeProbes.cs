@@ -122,10 +122,13 @@ public static class EscapeProbes
         new("socket_packet", "EPERM EAFNOSUPPORT", "network", "socket"),
         new("socket_vsock", "EPERM EAFNOSUPPORT", "network", "socket"),
         new("socket_alg", "EPERM EAFNOSUPPORT", "network", "socket"),
-        // Setuid binaries, run as uid 1000 inside: nothing gained from any owner.
+        // Setuid and file-capability binaries, run as uid 1000 inside: nothing gained from any owner.
         new("setuid_owner_0", NothingGained, Setuid),
         new("setuid_owner_1000000000", NothingGained, Setuid),
         new("setuid_owner_65534", NothingGained, Setuid),
+        new("filecap_rootid_0", NothingGained, Setuid),
+        new("filecap_rootid_1000000000", NothingGained, Setuid),
+        new("filecap_rootid_65534", NothingGained, Setuid),
         new("self_ids", $"value={SetuidRunUid}", Setuid),
     ];
 

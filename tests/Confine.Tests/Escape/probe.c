@@ -258,7 +258,8 @@ static long raise_capability(void) {
   return syscall(SYS_capset, &header, data);
 }
 
-/* Runs a setuid binary the test made, which prints its own line: its euid and capability sets.
+/* Runs a setuid (or file-capability) binary the test made, which prints its own line: its euid and
+ * capability sets.
  * MARKER rides along in its arguments, so the test can tell whether it is still running. */
 static void setuid_probe(const char *name, const char *path, const char *marker) {
   if (!selected(name))
@@ -422,6 +423,11 @@ int main(int argc, char **argv) {
   setuid_probe("setuid_owner_0", "/probe/suid-0", abstract);
   setuid_probe("setuid_owner_1000000000", "/probe/suid-1000000000", abstract);
   setuid_probe("setuid_owner_65534", "/probe/suid-65534", abstract);
+  /* The same with file capabilities (CAP_SYS_ADMIN, effective), for the host's root and, as
+   * namespaced capabilities, for the host ids of the sandbox's root. */
+  setuid_probe("filecap_rootid_0", "/probe/fcap-0", abstract);
+  setuid_probe("filecap_rootid_1000000000", "/probe/fcap-1000000000", abstract);
+  setuid_probe("filecap_rootid_65534", "/probe/fcap-65534", abstract);
   if (selected("self_ids"))
     printf("self_ids value=%d\n", (int)geteuid());
 
