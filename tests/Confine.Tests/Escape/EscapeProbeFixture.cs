@@ -56,8 +56,8 @@ public sealed class EscapeProbeFixture : IDisposable
         _abstract.Bind(new UnixDomainSocketEndPoint("\0" + _marker));
         _abstract.Listen();
 
-        // kill(-1) from inside may reach any process of the same host uid that the PID namespace
-        // lets it see: these run as the host ids of the sandbox's root (root runs, rootless runs).
+        // kill(-1) reaches every process of the caller's uid that it can see. These run as the host
+        // ids of the sandbox's root (root runs, rootless runs), so only the PID namespace hides them.
         foreach (uint uid in (uint[])[SandboxPolicy.Default.HostIdBase, ConfineCli.UnprivilegedId])
         {
             _survivors.Add(Process.Start("setpriv", [$"--reuid={uid}", $"--regid={uid}", "--clear-groups", "sleep", "600"])
@@ -72,9 +72,18 @@ public sealed class EscapeProbeFixture : IDisposable
         ];
 
         string[] command = ["/probe/probe", port.ToString(System.Globalization.CultureInfo.InvariantCulture), _marker, sentinel];
-        foreach (EscapeConfiguration configuration in EscapeConfiguration.All)
+        try
         {
-            Runs[configuration.Name] = RunConfiguration(configuration, command);
+            foreach (EscapeConfiguration configuration in EscapeConfiguration.All)
+            {
+                Runs[configuration.Name] = RunConfiguration(configuration, command);
+            }
+        }
+        catch
+        {
+            // xunit disposes only a fixture it could construct: end the host processes here.
+            Dispose();
+            throw;
         }
     }
 
