@@ -155,8 +155,49 @@ internal sealed class SandboxRun : IReportSink
             _notifier.Dispose();
         }
 
+        if (SeccompKill() is Violation killed)
+        {
+            violations = violations.Add(killed);
+            Announce(killed);
+        }
+
         return BuildVerdict(stdout, stderr, helperStatus, usage) with { Violations = violations };
     }
+
+    /// <summary>
+    /// Whether the command died of SIGSYS under a profile that kills: the kernel's
+    /// <c>SECCOMP_RET_KILL_PROCESS</c> ends a process with SIGSYS.
+    /// </summary>
+    /// <remarks>
+    /// The filter kills without a notification, so which call it was is not known here: the kernel
+    /// gives it (<c>si_syscall</c>) only to a SIGSYS handler in the dying process, which a kill does not
+    /// run, and to the audit log, which only a privileged reader of the host's kernel log sees, shared
+    /// with every other sandbox. A command that sends itself SIGSYS is taken for killed as well, and a
+    /// child the filter kills is seen only by its parent (a shell exits 159), not here.
+    /// </remarks>
+    private bool KilledBySeccomp =>
+        _seccomp?.CanKill == true
+        && _exit is HelperReport exit
+        && WaitStatus.Signaled(exit.Status)
+        && WaitStatus.TermSignal(exit.Status) == SIGSYS;
+
+    /// <summary>The violation a seccomp kill of the command stands for; null when there was none.</summary>
+    private Violation? SeccompKill() => KilledBySeccomp
+        ? new Violation
+        {
+            Syscall = UnknownSyscall,
+            Argument = "killed by seccomp (SIGSYS)",
+            Pid = (int)(_exec?.Pid ?? 0),
+            Count = 1,
+            Action = SeccompKillAction,
+        }
+        : null;
+
+    /// <summary>The violation's name for a call the filter refused without saying which.</summary>
+    internal const string UnknownSyscall = "unknown";
+
+    /// <summary>The verdict's name for what the filter did to a call whose action is <c>kill</c>.</summary>
+    internal const string SeccompKillAction = "kill";
 
     /// <summary>
     /// Makes the run's cgroup, after removing any left by a Confine that died without cleaning up.
@@ -359,6 +400,16 @@ internal sealed class SandboxRun : IReportSink
 
     private void OnViolation(Violation violation)
     {
+        Announce(violation);
+        if (_policy.OnViolation == ViolationAction.Kill)
+        {
+            Kill(KillReason.Violation);
+        }
+    }
+
+    /// <summary>Logs a violation and hands it to the caller's handler.</summary>
+    private void Announce(Violation violation)
+    {
         SandboxLog.ViolationRecorded(_io.Logger, violation.Syscall, violation.Argument, violation.Pid, violation.Action);
         try
         {
@@ -368,11 +419,6 @@ internal sealed class SandboxRun : IReportSink
         {
             // The caller's handler failing must not leave the sandbox running unwatched.
             SandboxLog.ViolationHandlerFailed(_io.Logger, e);
-        }
-
-        if (_policy.OnViolation == ViolationAction.Kill)
-        {
-            Kill(KillReason.Violation);
         }
     }
 
@@ -586,7 +632,8 @@ internal sealed class SandboxRun : IReportSink
             }
 
             int signal = WaitStatus.TermSignal(status);
-            return verdict with { Status = VerdictStatus.Signaled, Signal = signal, SignalName = Signals.Name(signal) };
+            VerdictStatus signaled = KilledBySeccomp ? VerdictStatus.Violation : VerdictStatus.Signaled;
+            return verdict with { Status = signaled, Signal = signal, SignalName = Signals.Name(signal) };
         }
 
         string how = _initGone is HelperReport gone ? WaitStatus.Describe(gone.Status) : WaitStatus.Describe(helperStatus);
@@ -602,6 +649,7 @@ internal sealed class SandboxRun : IReportSink
     }
 
     private const int SIGKILL = 9;
+    private const int SIGSYS = 31;
 
     private Verdict SetupFailed(string step, int? errno, string detail, string message) => new()
     {

@@ -16,7 +16,14 @@ internal static class SeccompPrograms
     private static readonly ConcurrentDictionary<string, Compiled> s_cache = new(StringComparer.Ordinal);
 
     /// <summary>A compiled profile and how the helper must load it.</summary>
-    public sealed record Compiled(byte[] Program, uint Flags);
+    public sealed record Compiled(byte[] Program, uint Flags)
+    {
+        /// <summary>
+        /// Whether the program kills a process for some call (a profile that uses the <c>kill</c> action),
+        /// so that a command ending by SIGSYS was most likely ended by the filter.
+        /// </summary>
+        public bool CanKill { get; } = BpfInterpreter.CanKill(Program);
+    }
 
     /// <summary>The profile name that turns syscall filtering off, as Docker's <c>seccomp=unconfined</c> does.</summary>
     public const string Unconfined = "unconfined";

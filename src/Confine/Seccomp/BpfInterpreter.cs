@@ -33,6 +33,33 @@ internal static class BpfInterpreter
     /// <summary>The number of instructions in <paramref name="program"/>.</summary>
     internal static int InstructionCount(ReadOnlySpan<byte> program) => program.Length / InstructionSize;
 
+    /// <summary>
+    /// Whether some return of <paramref name="program"/> can give an action that kills (<c>SECCOMP_RET_KILL_PROCESS</c>
+    /// or <c>SECCOMP_RET_KILL_THREAD</c>). A return of the accumulator, which libseccomp never writes, counts as one
+    /// that can.
+    /// </summary>
+    internal static bool CanKill(ReadOnlySpan<byte> program)
+    {
+        for (int pc = 0; pc < InstructionCount(program); pc++)
+        {
+            ReadOnlySpan<byte> insn = program.Slice(pc * InstructionSize, InstructionSize);
+            int code = BinaryPrimitives.ReadUInt16LittleEndian(insn);
+            if ((code & 0x07) != BPF_RET)
+            {
+                continue;
+            }
+
+            uint action = BinaryPrimitives.ReadUInt32LittleEndian(insn[4..]) & SeccompInterop.SECCOMP_RET_ACTION_FULL;
+            if ((code & 0x18) != BPF_K
+                || action is SeccompInterop.SECCOMP_RET_KILL_PROCESS or SeccompInterop.SECCOMP_RET_KILL_THREAD)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Runs <paramref name="program"/> on a call; returns the <c>SECCOMP_RET_*</c> value it gives.</summary>
     /// <exception cref="InvalidDataException">The program is one seccomp would reject, or runs off its end.</exception>
     internal static uint Run(

@@ -6,7 +6,8 @@ namespace Confine.Seccomp;
 /// <summary>
 /// The kernel constants that profiles compare arguments against and that violations are rendered
 /// with, under their C names (x86_64 values, from linux/sched.h, linux/socket.h, linux/netlink.h,
-/// asm-generic/ioctls.h, linux/personality.h and linux/ptrace.h).
+/// asm-generic/ioctls.h, linux/personality.h, linux/ptrace.h, linux/bpf.h, linux/keyctl.h,
+/// linux/reboot.h, linux/kcmp.h and linux/time.h).
 /// </summary>
 internal static class SyscallConstants
 {
@@ -110,6 +111,68 @@ internal static class SyscallConstants
         ("SOCK_NONBLOCK", 0x800), ("SOCK_CLOEXEC", 0x80000),
     ];
 
+    /// <summary><c>bpf</c>'s commands (<c>enum bpf_cmd</c>), in order from 0.</summary>
+    private static readonly string[] s_bpfCommands =
+    [
+        "BPF_MAP_CREATE", "BPF_MAP_LOOKUP_ELEM", "BPF_MAP_UPDATE_ELEM", "BPF_MAP_DELETE_ELEM", "BPF_MAP_GET_NEXT_KEY",
+        "BPF_PROG_LOAD", "BPF_OBJ_PIN", "BPF_OBJ_GET", "BPF_PROG_ATTACH", "BPF_PROG_DETACH", "BPF_PROG_TEST_RUN",
+        "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID", "BPF_PROG_GET_FD_BY_ID", "BPF_MAP_GET_FD_BY_ID",
+        "BPF_OBJ_GET_INFO_BY_FD", "BPF_PROG_QUERY", "BPF_RAW_TRACEPOINT_OPEN", "BPF_BTF_LOAD", "BPF_BTF_GET_FD_BY_ID",
+        "BPF_TASK_FD_QUERY", "BPF_MAP_LOOKUP_AND_DELETE_ELEM", "BPF_MAP_FREEZE", "BPF_BTF_GET_NEXT_ID",
+        "BPF_MAP_LOOKUP_BATCH", "BPF_MAP_LOOKUP_AND_DELETE_BATCH", "BPF_MAP_UPDATE_BATCH", "BPF_MAP_DELETE_BATCH",
+        "BPF_LINK_CREATE", "BPF_LINK_UPDATE", "BPF_LINK_GET_FD_BY_ID", "BPF_LINK_GET_NEXT_ID", "BPF_ENABLE_STATS",
+        "BPF_ITER_CREATE", "BPF_LINK_DETACH", "BPF_PROG_BIND_MAP",
+    ];
+
+    /// <summary><c>keyctl</c>'s operations, in order from 0.</summary>
+    private static readonly string[] s_keyctlOperations =
+    [
+        "KEYCTL_GET_KEYRING_ID", "KEYCTL_JOIN_SESSION_KEYRING", "KEYCTL_UPDATE", "KEYCTL_REVOKE", "KEYCTL_CHOWN",
+        "KEYCTL_SETPERM", "KEYCTL_DESCRIBE", "KEYCTL_CLEAR", "KEYCTL_LINK", "KEYCTL_UNLINK", "KEYCTL_SEARCH",
+        "KEYCTL_READ", "KEYCTL_INSTANTIATE", "KEYCTL_NEGATE", "KEYCTL_SET_REQKEY_KEYRING", "KEYCTL_SET_TIMEOUT",
+        "KEYCTL_ASSUME_AUTHORITY", "KEYCTL_GET_SECURITY", "KEYCTL_SESSION_TO_PARENT", "KEYCTL_REJECT",
+        "KEYCTL_INSTANTIATE_IOV", "KEYCTL_INVALIDATE", "KEYCTL_GET_PERSISTENT", "KEYCTL_DH_COMPUTE",
+        "KEYCTL_PKEY_QUERY", "KEYCTL_PKEY_ENCRYPT", "KEYCTL_PKEY_DECRYPT", "KEYCTL_PKEY_SIGN", "KEYCTL_PKEY_VERIFY",
+        "KEYCTL_RESTRICT_KEYRING", "KEYCTL_MOVE", "KEYCTL_CAPABILITIES", "KEYCTL_WATCH_KEY",
+    ];
+
+    /// <summary><c>reboot</c>'s commands (its third argument; the first two are magic numbers).</summary>
+    private static readonly (string Name, ulong Value)[] s_rebootCommands =
+    [
+        ("LINUX_REBOOT_CMD_RESTART", 0x01234567), ("LINUX_REBOOT_CMD_HALT", 0xCDEF0123),
+        ("LINUX_REBOOT_CMD_CAD_ON", 0x89ABCDEF), ("LINUX_REBOOT_CMD_CAD_OFF", 0), ("LINUX_REBOOT_CMD_POWER_OFF", 0x4321FEDC),
+        ("LINUX_REBOOT_CMD_RESTART2", 0xA1B2C3D4), ("LINUX_REBOOT_CMD_SW_SUSPEND", 0xD000FCE2),
+        ("LINUX_REBOOT_CMD_KEXEC", 0x45584543),
+    ];
+
+    /// <summary><c>kcmp</c>'s comparison types, in order from 0.</summary>
+    private static readonly string[] s_kcmpTypes =
+        ["KCMP_FILE", "KCMP_VM", "KCMP_FILES", "KCMP_FS", "KCMP_SIGHAND", "KCMP_IO", "KCMP_SYSVSEM", "KCMP_EPOLL_TFD"];
+
+    /// <summary>The clocks of <c>clock_settime</c> and <c>clock_adjtime</c>, in order from 0 (10 is unused).</summary>
+    private static readonly string[] s_clocks =
+    [
+        "CLOCK_REALTIME", "CLOCK_MONOTONIC", "CLOCK_PROCESS_CPUTIME_ID", "CLOCK_THREAD_CPUTIME_ID", "CLOCK_MONOTONIC_RAW",
+        "CLOCK_REALTIME_COARSE", "CLOCK_MONOTONIC_COARSE", "CLOCK_BOOTTIME", "CLOCK_REALTIME_ALARM",
+        "CLOCK_BOOTTIME_ALARM", "", "CLOCK_TAI",
+    ];
+
+    /// <summary>
+    /// <c>syslog</c>'s actions (<c>SYSLOG_ACTION_*</c>, from the kernel's include/linux/syslog.h and
+    /// syslog(2)). No exported header defines them, so they only render violations and cannot be
+    /// named in a profile.
+    /// </summary>
+    private static readonly string[] s_syslogActions =
+    [
+        "SYSLOG_ACTION_CLOSE", "SYSLOG_ACTION_OPEN", "SYSLOG_ACTION_READ", "SYSLOG_ACTION_READ_ALL",
+        "SYSLOG_ACTION_READ_CLEAR", "SYSLOG_ACTION_CLEAR", "SYSLOG_ACTION_CONSOLE_OFF", "SYSLOG_ACTION_CONSOLE_ON",
+        "SYSLOG_ACTION_CONSOLE_LEVEL", "SYSLOG_ACTION_SIZE_UNREAD", "SYSLOG_ACTION_SIZE_BUFFER",
+    ];
+
+    /// <summary><c>userfaultfd</c>'s flags: O_CLOEXEC, O_NONBLOCK and UFFD_USER_MODE_ONLY.</summary>
+    private static readonly (string Name, ulong Value)[] s_userfaultfdFlags =
+        [("UFFD_USER_MODE_ONLY", 1), ("O_NONBLOCK", 0x800), ("O_CLOEXEC", 0x80000)];
+
     private static readonly Dictionary<string, ulong> s_byName = BuildNameTable();
 
     /// <summary>Every constant a profile can name, with its value (checked against the C headers by a test).</summary>
@@ -155,8 +218,10 @@ internal static class SyscallConstants
 
     /// <summary>
     /// The argument that made a call worth recording, in words: namespace flags of clone and unshare,
-    /// the family of socket, the request of ioctl and ptrace. Null for calls whose arguments say nothing
-    /// more than their name.
+    /// the family of socket, the request of ioctl and ptrace, the command of bpf, keyctl, reboot and
+    /// syslog, the clock that clock_settime would set. An integer the tables do not name is given in hex.
+    /// Null for calls whose telling arguments are pointers (a path, a structure), which the notifier
+    /// does not read.
     /// </summary>
     internal static string? RenderKeyArgument(string syscall, ReadOnlySpan<ulong> args) => syscall switch
     {
@@ -170,8 +235,22 @@ internal static class SyscallConstants
         "ioctl" => Lookup(s_ioctls, (uint)args[1]) ?? Hex((uint)args[1]),
         "personality" => Lookup(s_personalities, (uint)args[0]) ?? Hex((uint)args[0]),
         "ptrace" => Lookup(s_ptraceRequests, args[0]) ?? Hex(args[0]),
+        "bpf" => Indexed(s_bpfCommands, (uint)args[0]),
+        "keyctl" => Indexed(s_keyctlOperations, (uint)args[0]),
+        "reboot" => Lookup(s_rebootCommands, (uint)args[2]) ?? Hex((uint)args[2]),
+        "kcmp" => Indexed(s_kcmpTypes, (uint)args[2]),
+        "clock_settime" or "clock_adjtime" => Indexed(s_clocks, (uint)args[0]),
+        "syslog" => Indexed(s_syslogActions, (uint)args[0]),
+        "userfaultfd" => (uint)args[0] == 0 ? "0" : RenderFlags((uint)args[0], s_userfaultfdFlags, onlyNamed: false),
+        "iopl" => $"level {(uint)args[0]}",
+        "ioperm" => $"ports 0x{args[0]:x}+{args[1]} {((uint)args[2] != 0 ? "on" : "off")}",
+        "process_vm_readv" or "process_vm_writev" => $"pid {(int)args[0]}",
         _ => null,
     };
+
+    /// <summary>The name at <paramref name="value"/> in a table of an enum that counts from 0, or the number in hex.</summary>
+    private static string Indexed(string[] names, ulong value) =>
+        value < (ulong)names.Length && names[value].Length > 0 ? names[value] : Hex(value);
 
     private static string RenderFlags(ulong value, ReadOnlySpan<(string Name, ulong Value)> names, bool onlyNamed)
     {
@@ -220,12 +299,23 @@ internal static class SyscallConstants
         foreach ((string Name, ulong Value)[] group in new[]
                  {
                      NamespaceFlags, s_otherCloneFlags, s_netlinkProtocols, s_ioctls, s_personalities,
-                     s_ptraceRequests, s_socketTypes,
+                     s_ptraceRequests, s_socketTypes, s_rebootCommands, [s_userfaultfdFlags[0]],
                  })
         {
             foreach ((string name, ulong value) in group)
             {
                 table[name] = value;
+            }
+        }
+
+        foreach (string[] enumeration in new[] { s_bpfCommands, s_keyctlOperations, s_kcmpTypes, s_clocks })
+        {
+            for (int value = 0; value < enumeration.Length; value++)
+            {
+                if (enumeration[value].Length > 0)
+                {
+                    table[enumeration[value]] = (ulong)value;
+                }
             }
         }
 

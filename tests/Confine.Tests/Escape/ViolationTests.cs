@@ -1,5 +1,5 @@
-using Confine.Tests.Support;
 using System.Collections.Concurrent;
+using Confine.Tests.Support;
 
 namespace Confine.Tests.Escape;
 
@@ -46,6 +46,87 @@ public sealed class ViolationTests
         Assert.DoesNotContain("survived", verdict.Stdout.Text);
         Assert.Contains(verdict.Violations, v => v.Syscall == "unshare");
         Assert.InRange(verdict.WallTimeSeconds, 0, 5);
+    }
+
+    [Fact]
+    public async Task Run_IntegerArguments_AreRecordedByName()
+    {
+        // bpf(BPF_PROG_LOAD, NULL, 0) and keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): refused before the
+        // kernel could read the missing attributes.
+        Verdict verdict = await Sandbox.RunAsync(
+            SandboxPolicy.Default,
+            ["python3", "-c", "import ctypes\nlibc = ctypes.CDLL(None)\nlibc.syscall(321, 5, None, 0)\nlibc.syscall(250, 1, None)"]);
+
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.Contains(verdict.Violations, v => v is { Syscall: "bpf", Argument: "BPF_PROG_LOAD" });
+        Assert.Contains(verdict.Violations, v => v is { Syscall: "keyctl", Argument: "KEYCTL_JOIN_SESSION_KEYRING" });
+    }
+
+    [Fact]
+    public async Task Run_KillProfileKillsTheCommand_ReportsAViolation()
+    {
+        string profile = Path.Combine(Path.GetTempPath(), $"kill-profile-{Guid.NewGuid():N}.json");
+        File.WriteAllText(profile, """{ "version": 1, "base": "default", "dangerous_action": "kill" }""");
+        try
+        {
+            var seen = new ConcurrentQueue<Violation>();
+            var policy = SandboxPolicy.Default with { SeccompProfile = profile };
+            Verdict verdict = await Sandbox.RunAsync(
+                policy,
+                ["python3", "-c", "import ctypes\nprint('before', flush=True)\nctypes.CDLL(None).syscall(321, 5, None, 0)\nprint('after')"],
+                new SandboxIO { OnViolation = seen.Enqueue });
+
+            Assert.Equal(VerdictStatus.Violation, verdict.Status);
+            Assert.Equal(31, verdict.Signal);
+            Assert.Equal("SIGSYS", verdict.SignalName);
+            Assert.Equal("before\n", verdict.Stdout.Text);
+            Violation violation = Assert.Single(verdict.Violations);
+            Assert.Equal("unknown", violation.Syscall);
+            Assert.Equal("killed by seccomp (SIGSYS)", violation.Argument);
+            Assert.Equal("kill", violation.Action);
+            Assert.True(violation.Pid > 1, $"pid {violation.Pid} should be the command's inside the sandbox");
+            Assert.Equal(violation, Assert.Single(seen));
+        }
+        finally
+        {
+            File.Delete(profile);
+        }
+    }
+
+    [Fact]
+    public void Cli_KillProfileKillsTheCommandRootless_ReportsAViolation()
+    {
+        string profile = Path.Combine(Path.GetTempPath(), $"kill-profile-{Guid.NewGuid():N}.json");
+        File.WriteAllText(profile, """{ "version": 1, "base": "default", "dangerous_action": "kill" }""");
+        File.SetUnixFileMode(profile, (UnixFileMode)0x1a4); // 0644: the unprivileged user reads it
+        try
+        {
+            string keyctl = "import ctypes\nctypes.CDLL(None).syscall(250, 1, None)";
+            CliResult result = ConfineCli.Run(
+                ["run", "--json", "--allow-degrade", "--seccomp", profile, "--", "python3", "-c", keyctl], unprivileged: true);
+
+            Assert.Equal(128 + 31, result.ExitCode);
+            Verdict verdict = VerdictJson.Deserialize(result.Stdout);
+            Assert.Equal(VerdictStatus.Violation, verdict.Status);
+            Assert.Equal("SIGSYS", verdict.SignalName);
+            Assert.Contains(verdict.Violations, v => v is { Syscall: "unknown", Action: "kill" });
+            Assert.Contains("warning 1001 ViolationRecorded", result.Stderr);
+        }
+        finally
+        {
+            File.Delete(profile);
+        }
+    }
+
+    [Fact]
+    public async Task Run_SigsysWithoutAKillingProfile_IsOnlySignaled()
+    {
+        // The default profile never kills, so a SIGSYS the command sends itself is its own doing.
+        Verdict verdict = await Sandbox.RunAsync(SandboxPolicy.Default, ["/bin/sh", "-c", "kill -SYS $$"]);
+
+        Assert.Equal(VerdictStatus.Signaled, verdict.Status);
+        Assert.Equal(31, verdict.Signal);
+        Assert.Empty(verdict.Violations);
     }
 
     [Fact]

@@ -52,7 +52,22 @@ public sealed class SeccompActionTests
     [InlineData("ioctl", new ulong[] { 0, 0x1_00005412 }, "TIOCSTI")]
     [InlineData("ioctl", new ulong[] { 0, 0xdead }, "0xdead")]
     [InlineData("ptrace", new ulong[] { 16 }, "PTRACE_ATTACH")]
-    [InlineData("keyctl", new ulong[] { 0 }, null)]
+    [InlineData("keyctl", new ulong[] { 1 }, "KEYCTL_JOIN_SESSION_KEYRING")]
+    [InlineData("keyctl", new ulong[] { 0x1_00000000 }, "KEYCTL_GET_KEYRING_ID")]
+    [InlineData("keyctl", new ulong[] { 999 }, "0x3e7")]
+    [InlineData("bpf", new ulong[] { 5, 0, 0 }, "BPF_PROG_LOAD")]
+    [InlineData("bpf", new ulong[] { 0 }, "BPF_MAP_CREATE")]
+    [InlineData("reboot", new ulong[] { 0xfee1dead, 0x28121969, 0x01234567 }, "LINUX_REBOOT_CMD_RESTART")]
+    [InlineData("syslog", new ulong[] { 3 }, "SYSLOG_ACTION_READ_ALL")]
+    [InlineData("kcmp", new ulong[] { 1, 1, 2 }, "KCMP_FILES")]
+    [InlineData("clock_settime", new ulong[] { 0, 0 }, "CLOCK_REALTIME")]
+    [InlineData("clock_adjtime", new ulong[] { 11, 0 }, "CLOCK_TAI")]
+    [InlineData("clock_adjtime", new ulong[] { 10, 0 }, "0xa")]
+    [InlineData("userfaultfd", new ulong[] { 0x80801 }, "UFFD_USER_MODE_ONLY|O_NONBLOCK|O_CLOEXEC")]
+    [InlineData("iopl", new ulong[] { 3 }, "level 3")]
+    [InlineData("ioperm", new ulong[] { 0x80, 1, 1 }, "ports 0x80+1 on")]
+    [InlineData("process_vm_readv", new ulong[] { 1 }, "pid 1")]
+    [InlineData("init_module", new ulong[] { 0, 0, 0 }, null)]
     public void Describe_RecordedCall_RendersItsTellingArgument(string name, ulong[] args, string? argument)
     {
         Assert.Equal(SyscallNumbers.Kind.Native, SyscallNumbers.Resolve(name, out int nr));

@@ -97,7 +97,11 @@ public sealed class SeccompConstantsTests(ITestOutputHelper output)
     public void KernelHeaders_ArgumentConstants_MatchCSharp()
     {
         // AF_MCTP and NETLINK_SMC are newer than some libcs; they are checked where the header has them.
-        string[] headers = ["sys/socket.h", "linux/netlink.h", "sched.h", "sys/ioctl.h", "sys/personality.h", "sys/ptrace.h", "stddef.h"];
+        string[] headers =
+        [
+            "sys/socket.h", "linux/netlink.h", "sched.h", "sys/ioctl.h", "sys/personality.h", "sys/ptrace.h", "stddef.h",
+            "time.h", "linux/bpf.h", "linux/keyctl.h", "linux/reboot.h", "linux/kcmp.h", "linux/userfaultfd.h",
+        ];
         (string, long)[] expected = [.. SyscallConstants.Named.Select(pair => (pair.Key, (long)pair.Value))];
         AssertHeadersAgree(headers, ["-D_GNU_SOURCE"], expected, optional: ["AF_MCTP", "NETLINK_SMC", "CLONE_NEWTIME", "CLONE_PIDFD"]);
     }
