@@ -20,7 +20,7 @@ internal static partial class SandboxLog
     {
         if (logger is not null)
         {
-            ViolationRecordedCore(logger, syscall, argument, pid, action);
+            ViolationRecordedCore(logger, syscall, argument ?? "no argument named", pid, action);
         }
     }
 
