@@ -17,6 +17,14 @@ internal sealed class ViolationHook
 {
     private static readonly TimeSpan HookTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The most hooks one run starts. Violations are announced once per kind, but a program can make
+    /// up to 256 kinds; a hook per kind past this would only keep Confine busy after the run.
+    /// </summary>
+    internal const int MaxHooksPerRun = 32;
+
+    private int _queued;
+
     private readonly string _command;
     private readonly Channel<Violation> _pending = Channel.CreateUnbounded<Violation>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Task _runner;
@@ -28,7 +36,18 @@ internal sealed class ViolationHook
     }
 
     /// <summary>Queues one violation; called on the notifier's thread, so it never blocks.</summary>
-    public void Enqueue(Violation violation) => _pending.Writer.TryWrite(violation);
+    public void Enqueue(Violation violation)
+    {
+        int queued = Interlocked.Increment(ref _queued);
+        if (queued <= MaxHooksPerRun)
+        {
+            _pending.Writer.TryWrite(violation);
+        }
+        else if (queued == MaxHooksPerRun + 1)
+        {
+            Console.Error.WriteLine($"confine: --on-violation: more than {MaxHooksPerRun} kinds of violation; the verdict lists the rest");
+        }
+    }
 
     /// <summary>Waits for every queued hook to finish, after the run has ended.</summary>
     public Task DrainAsync()

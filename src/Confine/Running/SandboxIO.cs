@@ -28,8 +28,9 @@ public sealed record SandboxIO
     public TimeSpan UsageInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
-    /// Called, on Confine's notification thread, for every refused call of the dangerous kind as it
-    /// happens; the same attempts are listed in <see cref="Verdict.Violations"/> at the end.
+    /// Called, on Confine's notification thread, for the first refused call of each kind (the same
+    /// call with the same telling argument) as it happens; repeats are only counted, in
+    /// <see cref="Verdict.Violations"/> at the end, which lists at most 256 kinds.
     /// </summary>
     public Action<Violation>? OnViolation { get; init; }
 

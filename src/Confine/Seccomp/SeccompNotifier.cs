@@ -205,7 +205,14 @@ internal sealed unsafe class SeccompNotifier : IDisposable
             throw new ErrnoException(errno, "ioctl(SECCOMP_IOCTL_NOTIF_SEND)");
         }
 
-        Violation violation = Aggregate(syscall, argument, pid);
+        (Violation violation, bool isNew) = Aggregate(syscall, argument, pid);
+        if (!isNew)
+        {
+            // Repeats are counted, not announced: a loop of refused calls must not flood the log,
+            // the caller's handler or its hooks.
+            return;
+        }
+
         try
         {
             Recorded?.Invoke(violation);
@@ -216,15 +223,29 @@ internal sealed unsafe class SeccompNotifier : IDisposable
         }
     }
 
-    private Violation Aggregate(string syscall, string? argument, int pid)
+    /// <summary>
+    /// The most distinct violations listed; past it, every new kind is counted in one last entry. A
+    /// program that varies an argument in a loop (ptrace requests, unshare flags) would otherwise make
+    /// the verdict, and Confine's memory, grow without end.
+    /// </summary>
+    internal const int MaxDistinctViolations = 256;
+
+    internal const string OverflowSyscall = "more";
+
+    private (Violation Violation, bool IsNew) Aggregate(string syscall, string? argument, int pid)
     {
         lock (_lock)
         {
+            if (!_index.ContainsKey((syscall, argument)) && _violations.Count >= MaxDistinctViolations - 1)
+            {
+                (syscall, argument) = (OverflowSyscall, $"more than {MaxDistinctViolations} distinct violations; the rest are counted here");
+            }
+
             if (_index.TryGetValue((syscall, argument), out int at))
             {
                 Violation seen = _violations[at];
                 _violations[at] = seen with { Count = seen.Count + 1, Pid = seen.Pid != 0 ? seen.Pid : pid };
-                return _violations[at];
+                return (_violations[at], false);
             }
 
             Violation first = new()
@@ -233,7 +254,7 @@ internal sealed unsafe class SeccompNotifier : IDisposable
             };
             _index[(syscall, argument)] = _violations.Count;
             _violations.Add(first);
-            return first;
+            return (first, true);
         }
     }
 

@@ -211,4 +211,31 @@ public sealed class ViolationTests
         Assert.Equal("done\n", result.Stdout);
         Assert.Contains("--on-violation: 'exit 3' exited with 3", result.Stderr);
     }
+
+    [Fact]
+    public async Task Run_EndlessDistinctViolations_AreCappedAndAnnouncedOncePerKind()
+    {
+        // ptrace with a new request number each time: every call is a kind of its own.
+        const string Loop = "import ctypes\nlibc = ctypes.CDLL(None)\nfor i in range(2000): libc.ptrace(0x10000000 + i, 0, 0, 0)\nprint('done')";
+        var announced = new ConcurrentQueue<Violation>();
+        Verdict verdict = await Sandbox.RunAsync(SandboxPolicy.Default, ["python3", "-c", Loop], new SandboxIO { OnViolation = announced.Enqueue });
+
+        Assert.Equal("done\n", verdict.Stdout.Text);
+        Assert.Equal(256, verdict.Violations.Length);
+        Violation overflow = verdict.Violations[^1];
+        Assert.Equal("more", overflow.Syscall);
+        Assert.Equal(2000, verdict.Violations.Sum(v => v.Count));
+        Assert.Equal(256, announced.Count);
+    }
+
+    [Fact]
+    public async Task Run_RepeatedViolation_IsAnnouncedOnce()
+    {
+        var announced = new ConcurrentQueue<Violation>();
+        Verdict verdict = await Sandbox.RunAsync(
+            SandboxPolicy.Default, ["/bin/sh", "-c", "for i in 1 2 3 4 5; do unshare --user true; done; true"], new SandboxIO { OnViolation = announced.Enqueue });
+
+        Assert.Equal(5, Assert.Single(verdict.Violations, v => v.Syscall == "unshare").Count);
+        Assert.Single(announced, v => v.Syscall == "unshare");
+    }
 }
