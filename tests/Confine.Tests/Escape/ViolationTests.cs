@@ -238,4 +238,23 @@ public sealed class ViolationTests
         Assert.Equal(5, Assert.Single(verdict.Violations, v => v.Syscall == "unshare").Count);
         Assert.Single(announced, v => v.Syscall == "unshare");
     }
+
+    [Fact]
+    public void Cli_OnViolationWithManyKinds_RunsAtMost32Hooks()
+    {
+        string log = Path.Combine(Path.GetTempPath(), $"violations-{Guid.NewGuid():N}.jsonl");
+        try
+        {
+            const string Loop = "import ctypes\nlibc = ctypes.CDLL(None)\nfor i in range(40): libc.ptrace(0x10000000 + i, 0, 0, 0)";
+            CliResult result = ConfineCli.Run(["run", "--on-violation", $"cat >> {log}", "--", "python3", "-c", Loop]);
+
+            Assert.Equal(0, result.ExitCode);
+            Assert.Equal(32, File.ReadAllLines(log).Length);
+            Assert.Contains("more than 32 kinds of violation", result.Stderr);
+        }
+        finally
+        {
+            File.Delete(log);
+        }
+    }
 }
