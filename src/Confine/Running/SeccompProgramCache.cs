@@ -16,6 +16,11 @@ namespace Confine.Running;
 /// must belong to the caller and be closed to everyone else (0700), since whoever can write a
 /// program there decides what the sandbox may call; a directory that is not so, or an entry whose
 /// checksum does not match, is ignored and the profile compiled afresh.
+///
+/// Only root keeps a cache. A sandbox started by an ordinary user runs as that user on the host, so
+/// anything the user can write, a sandbox given a writable bind of it can rewrite too, checksum
+/// and all, and the next run would load an allow-everything program. A sandbox started by root runs
+/// as unprivileged host ids that cannot write root's 0700 directory.
 /// </remarks>
 internal static class SeccompProgramCache
 {
@@ -56,9 +61,14 @@ internal static class SeccompProgramCache
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(full)));
     }
 
-    /// <summary>The caller's own cache directory; null when there is none.</summary>
+    /// <summary>The caller's own cache directory; null when there is none, or the caller is not root.</summary>
     private static string? DefaultDirectory()
     {
+        if (Interop.geteuid() != 0)
+        {
+            return null;
+        }
+
         string? overridden = Environment.GetEnvironmentVariable("CONFINE_CACHE_DIR");
         if (!string.IsNullOrEmpty(overridden))
         {
@@ -66,13 +76,7 @@ internal static class SeccompProgramCache
         }
 
         string? baseDirectory = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        if (string.IsNullOrEmpty(baseDirectory))
-        {
-            string? home = Environment.GetEnvironmentVariable("HOME");
-            baseDirectory = Interop.geteuid() == 0 ? "/var/cache" : string.IsNullOrEmpty(home) ? null : Path.Combine(home, ".cache");
-        }
-
-        return baseDirectory is null ? null : Path.Combine(baseDirectory, "confine");
+        return Path.Combine(string.IsNullOrEmpty(baseDirectory) ? "/var/cache" : baseDirectory, "confine");
     }
 
     /// <summary><paramref name="directory"/>, created 0700 if missing, when only the caller can write it; else null.</summary>

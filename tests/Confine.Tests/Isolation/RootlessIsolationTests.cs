@@ -124,4 +124,21 @@ public sealed class RootlessIsolationTests
         Assert.Contains("Permission denied", result.Stdout);
         Assert.EndsWith("data\n", result.Stdout);
     }
+
+    [Fact]
+    public void Run_AsUnprivilegedUser_KeepsNoSeccompCacheASandboxCouldRewrite()
+    {
+        // The unprivileged CLI runs with HOME=/tmp; a cache there would be the user's, and so any
+        // sandbox's with a writable bind of it.
+        string cache = "/tmp/.cache/confine";
+        if (Directory.Exists(cache))
+        {
+            Directory.Delete(cache, recursive: true);
+        }
+
+        CliResult result = ConfineCli.Run(["run", "--allow-degrade", "--", "true"], unprivileged: true);
+
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.False(Directory.Exists(cache), "an unprivileged Confine kept compiled seccomp programs where its sandboxes can write");
+    }
 }
