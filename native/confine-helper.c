@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
@@ -367,24 +368,94 @@ static int make_directories(const char *path, mode_t mode) {
   return 0;
 }
 
-/* Creates the mount point for a file bind: its parent directories and an empty file. */
-static int make_file(const char *path) {
-  char parent[MAX_PATH];
-  snprintf(parent, sizeof parent, "%s", path);
-  char *slash = strrchr(parent, '/');
-  if (slash != NULL && slash != parent) {
-    *slash = '\0';
-    if (make_directories(parent, 0755) < 0)
-      return -1;
-  }
-  /* Read-only: a file that already exists (a bind over /etc/resolv.conf) may sit on a read-only
-   * mount, where opening it to write would fail although it is a fine mount point. */
-  int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
-  if (fd < 0 && errno != EEXIST && errno != EISDIR)
+/* Opens, as an O_PATH descriptor, `target` (an absolute path inside the sandbox) beneath the new
+ * root, first creating whatever is missing: directories, and for the last component a directory or,
+ * with `file`, an empty file. Every lookup resolves symbolic links as if the new root were /
+ * (RESOLVE_IN_ROOT). A target can lie inside a writable bind of a host directory, where an earlier
+ * sandbox may have left a link such as /oldroot/home/user: followed the ordinary way during setup,
+ * it would lead to the host's files, and the mount point would be made and the mount placed there.
+ * Returns -1 with errno set. */
+static int open_target(const char *target, bool file) {
+  char path[MAX_PATH];
+  if (snprintf(path, sizeof path, "%s", target) >= (int)sizeof path) {
+    errno = ENAMETOOLONG;
     return -1;
-  if (fd >= 0)
+  }
+  int root = open(STAGING_NEW_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0)
+    return -1;
+  struct open_how how = {
+    .flags = O_PATH | O_CLOEXEC,
+    .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+  };
+
+  int fd = -1;
+  char *end = path;
+  while (*end == '/')
+    end++;
+  while (*end != '\0') {
+    char *next = strchr(end, '/');
+    bool last = next == NULL;
+    if (!last)
+      *next = '\0';
+    fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+    if (fd < 0 && errno == ENOENT) {
+      /* Made in the directory the lookup of the parent reached, under the name the plan gave. */
+      char *slash = strrchr(path, '/');
+      const char *name = slash + 1;
+      int parent;
+      if (slash == path) {
+        parent = dup(root);
+      } else {
+        *slash = '\0';
+        parent = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+        *slash = '/';
+      }
+      if (parent < 0) {
+        close(root);
+        return -1;
+      }
+      int made;
+      if (last && file) {
+        made = openat(parent, name, O_RDONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+        if (made >= 0)
+          close(made);
+      } else {
+        made = mkdirat(parent, name, 0755);
+      }
+      int saved = errno;
+      close(parent);
+      if (made < 0 && saved != EEXIST) {
+        close(root);
+        errno = saved;
+        return -1;
+      }
+      fd = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+    }
+    if (fd < 0) {
+      int saved = errno;
+      close(root);
+      errno = saved;
+      return -1;
+    }
+    if (last)
+      break;
     close(fd);
-  return 0;
+    fd = -1;
+    *next = '/';
+    end = next + 1;
+    while (*end == '/')
+      end++;
+  }
+  close(root);
+  if (fd < 0) /* the target is the root itself */
+    fd = open(STAGING_NEW_ROOT, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  return fd;
+}
+
+/* The path through /proc by which mount(2) reaches what descriptor `fd` names. */
+static void fd_path(char out[64], int fd) {
+  snprintf(out, 64, STAGING_OLD_ROOT "/proc/self/fd/%d", fd);
 }
 
 /* ---- Mounts --------------------------------------------------------------------------------- */
@@ -415,7 +486,7 @@ static void join_path(char *out, const char *prefix, const char *path) {
     fail(STEP_MOUNT, ENAMETOOLONG, "%s", path);
 }
 
-static void mount_bind(const struct mount_entry *m, const char *target) {
+static void mount_bind(const struct mount_entry *m) {
   if (m->source_fd < 0)
     return; /* an optional source that the host lacks */
   struct stat st;
@@ -425,19 +496,30 @@ static void mount_bind(const struct mount_entry *m, const char *target) {
   /* The source is reached through the descriptor the init opened before it took its sandbox
    * ids: those ids may not be allowed to look the path up. */
   char source[64];
-  snprintf(source, sizeof source, STAGING_OLD_ROOT "/proc/self/fd/%d", m->source_fd);
-  if ((S_ISDIR(st.st_mode) ? make_directories(target, 0755) : make_file(target)) < 0)
+  fd_path(source, m->source_fd);
+  int point = open_target(m->target, !S_ISDIR(st.st_mode));
+  if (point < 0)
     fail(STEP_MOUNT, errno, "mount point %s", m->target);
-  if (mount(source, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+  char at[64];
+  fd_path(at, point);
+  if (mount(source, at, NULL, MS_BIND | MS_REC, NULL) < 0)
     fail(STEP_MOUNT, errno, "bind %s to %s", m->source, m->target);
+  close(point);
+
+  /* The descriptor names what lies beneath the new mount; looked up again, the path reaches it. */
+  point = open_target(m->target, false);
+  if (point < 0)
+    fail(STEP_MOUNT, errno, "mount point %s after the bind", m->target);
+  fd_path(at, point);
 
   unsigned long flags = MS_NOSUID;
   if (!(m->head.flags & MOUNT_FLAG_WRITABLE))
     flags |= MS_RDONLY;
   if (!(m->head.flags & MOUNT_FLAG_DEVICES))
     flags |= MS_NODEV;
-  if (remount_bind(target, flags) < 0)
+  if (remount_bind(at, flags) < 0)
     fail(STEP_MOUNT, errno, "remount of %s with its restrictions", m->target);
+  close(point);
 }
 
 static void mount_mask(const struct mount_entry *m, const char *target) {
@@ -467,14 +549,19 @@ static void apply_mount(const struct mount_entry *m) {
 
   switch (m->head.op) {
   case MOUNT_OP_BIND:
-    mount_bind(m, target);
+    mount_bind(m);
     break;
-  case MOUNT_OP_TMPFS:
-    if (make_directories(target, 0755) < 0)
+  case MOUNT_OP_TMPFS: {
+    int point = open_target(m->target, false);
+    if (point < 0)
       fail(STEP_MOUNT, errno, "mount point %s", m->target);
-    if (mount("tmpfs", target, "tmpfs", (unsigned long)m->head.mount_flags, m->data) < 0)
+    char at[64];
+    fd_path(at, point);
+    if (mount("tmpfs", at, "tmpfs", (unsigned long)m->head.mount_flags, m->data) < 0)
       fail(STEP_MOUNT, errno, "tmpfs on %s (%s)", m->target, m->data);
+    close(point);
     break;
+  }
   case MOUNT_OP_PROC:
     if (make_directories(target, 0555) < 0)
       fail(STEP_MOUNT, errno, "mount point %s", m->target);
@@ -485,10 +572,13 @@ static void apply_mount(const struct mount_entry *m) {
     if (symlink(m->source, target) < 0 && errno != EEXIST)
       fail(STEP_MOUNT, errno, "symlink %s -> %s", m->target, m->source);
     break;
-  case MOUNT_OP_MKDIR:
-    if (make_directories(target, 0755) < 0)
+  case MOUNT_OP_MKDIR: {
+    int made = open_target(m->target, false);
+    if (made < 0)
       fail(STEP_MOUNT, errno, "directory %s", m->target);
+    close(made);
     break;
+  }
   case MOUNT_OP_MASK:
     mount_mask(m, target);
     break;

@@ -242,4 +242,43 @@ public sealed class IsolationTests
             hostProcess.WaitForExit();
         }
     }
+
+    [Fact]
+    public async Task Run_MountTargetThroughALinkAnEarlierSandboxPlanted_StaysInsideTheSandbox()
+    {
+        string shared = Directory.CreateTempSubdirectory("confine-planted-").FullName;
+        string victim = Directory.CreateTempSubdirectory("confine-victim-").FullName;
+        try
+        {
+            File.SetUnixFileMode(shared, (UnixFileMode)0x1ff);
+            var work = new BindMount(shared, "/work", Writable: true);
+
+            // The first run leaves links that point at a host directory through the staged old root.
+            Verdict plant = await RunShellAsync(
+                $"ln -s /oldroot{victim} /work/cache && ln -s /oldroot{victim} /work/data",
+                SandboxPolicy.Default with { Binds = [work] });
+            Assert.Equal(VerdictStatus.Ok, plant.Status);
+
+            // Later runs mount beneath those links. Resolved inside the new root, the links lead
+            // nowhere, and the mount fails rather than land on the host.
+            SandboxPolicy[] later =
+            [
+                SandboxPolicy.Default with { Binds = [work, new BindMount("/etc", "/work/data/etc")] },
+                SandboxPolicy.Default with { Binds = [work], Tmpfs = [.. SandboxPolicy.Default.Tmpfs, new TmpfsMount("/work/cache/pip", 1 << 20)] },
+            ];
+            foreach (SandboxPolicy policy in later)
+            {
+                Verdict verdict = await RunShellAsync("true", policy);
+
+                Assert.Empty(Directory.EnumerateFileSystemEntries(victim));
+                Assert.Equal(VerdictStatus.SetupFailed, verdict.Status);
+                Assert.Equal("mount", verdict.Error!.Step);
+            }
+        }
+        finally
+        {
+            Directory.Delete(shared, recursive: true);
+            Directory.Delete(victim, recursive: true);
+        }
+    }
 }
