@@ -27,8 +27,10 @@ public static class Sandbox
     /// <summary>
     /// Runs <paramref name="command"/> (argv; the program is looked up in the policy's PATH inside the
     /// sandbox) under <paramref name="policy"/> and returns how it ended. A problem with the policy or
-    /// command throws <see cref="PolicyException"/> before anything is created; everything that goes
-    /// wrong after that, including a sandbox that cannot be set up, is reported in the verdict.
+    /// command throws <see cref="PolicyException"/> before anything is created, except a limit only
+    /// the host's cgroups can judge (more CPUs than the cgroup parent has), which is found while the
+    /// sandbox is being built and thrown once it is torn down; everything that goes wrong after that,
+    /// including a sandbox that cannot be set up, is reported in the verdict.
     /// Cancelling the token kills the whole sandbox and yields a <see cref="VerdictStatus.Cancelled"/>
     /// verdict. When the returned task completes, nothing of the run is left: no process, mount or
     /// cgroup.
