@@ -1,3 +1,5 @@
+using Confine.Native;
+
 namespace Confine.Cgroups;
 
 /// <summary>
@@ -110,13 +112,17 @@ internal sealed partial class SandboxCgroup : IDisposable
         }
 
         _disposed = true;
+        if (TryRemoveEmpty())
+        {
+            return;
+        }
+
         if (!IsEmpty())
         {
             KillAll();
         }
 
-        // The freezer goes last: if a task survived the kill, its cgroup stays frozen-capable.
-        foreach (Member member in _members.OrderBy(m => ReferenceEquals(m, Of(CgroupController.Freezer))))
+        foreach (Member member in RemovalOrder())
         {
             if (!RemoveTree(member.Directory))
             {
@@ -124,6 +130,29 @@ internal sealed partial class SandboxCgroup : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Removes the directories with one rmdir each, which is all a sandbox that ended normally needs:
+    /// the kernel refuses (EBUSY) to remove a cgroup that still has tasks or children, so a success
+    /// proves it empty without reading its task lists first. False when any is left for the careful
+    /// path (kill, wait, retry) to deal with.
+    /// </summary>
+    private bool TryRemoveEmpty()
+    {
+        foreach (Member member in RemovalOrder())
+        {
+            if (CgroupSyscalls.Rmdir(member.Directory) is not (Interop.Error.None or Interop.Error.ENOENT))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The freezer goes last: if a task survived the kill, its cgroup stays frozen-capable.</summary>
+    private IEnumerable<Member> RemovalOrder() =>
+        _members.OrderBy(m => ReferenceEquals(m, Of(CgroupController.Freezer)));
 
     /// <inheritdoc />
     public override string ToString() => $"{Name} ({string.Join(", ", Directories)})";
