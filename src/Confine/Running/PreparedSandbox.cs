@@ -14,6 +14,7 @@ internal sealed unsafe class PreparedSandbox
 {
     private readonly object _gate = new();
     private readonly List<(HelperReport Report, SafeFileHandle? Descriptor)> _pending = [];
+    private readonly TaskCompletionSource _settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IReportSink? _sink;
     private bool _closed;
     private int _reaped;
@@ -46,6 +47,9 @@ internal sealed unsafe class PreparedSandbox
 
     /// <summary>Whether setup failed or the helper is gone: such a sandbox is only good for its error.</summary>
     public bool HasFailed { get; private set; }
+
+    /// <summary>Completes once the sandbox is built and waits for its command, or has failed.</summary>
+    public Task Settled => _settled.Task;
 
     /// <summary>Starts the helper on <paramref name="setupPlan"/>.</summary>
     public static PreparedSandbox Start(byte[] setupPlan)
@@ -212,6 +216,7 @@ internal sealed unsafe class PreparedSandbox
                     _sink?.OnReportsClosed();
                 }
 
+                _settled.TrySetResult();
                 return false;
             }
 
@@ -222,10 +227,12 @@ internal sealed unsafe class PreparedSandbox
                 if (report.Type == REPORT_READY)
                 {
                     IsReady = true;
+                    _settled.TrySetResult();
                 }
                 else if (report.Type == REPORT_ERROR)
                 {
                     HasFailed = true;
+                    _settled.TrySetResult();
                 }
 
                 if (_sink is null)

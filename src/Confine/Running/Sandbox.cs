@@ -45,4 +45,16 @@ public static class Sandbox
         PolicyValidator.ValidateCommand(command);
         return new SandboxRun(policy, command, io ?? SandboxIO.Capture).RunAsync(cancellationToken);
     }
+
+    /// <summary>
+    /// As <see cref="RunAsync"/>, but the sandbox is built for this run alone, whatever
+    /// <see cref="PrepareAhead"/> says: none prepared ahead is taken and none is left for the next
+    /// run. The benchmark times it beside <see cref="RunAsync"/> so that both costs are shown.
+    /// </summary>
+    internal static Task<Verdict> RunFreshAsync(SandboxPolicy policy, IReadOnlyList<string> command)
+    {
+        PolicyValidator.Validate(policy);
+        PolicyValidator.ValidateCommand(command);
+        return new SandboxRun(policy, command, SandboxIO.Capture, usePool: false).RunAsync(CancellationToken.None);
+    }
 }

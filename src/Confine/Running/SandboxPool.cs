@@ -19,6 +19,7 @@ internal static class SandboxPool
 
     private static readonly object s_gate = new();
     private static readonly List<Entry> s_idle = [];
+    private static Task s_refilling = Task.CompletedTask;
 
     /// <summary>Whether runs leave a sandbox prepared for the next run of the same policy.</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("CONFINE_PREPARE_AHEAD") != "0";
@@ -49,7 +50,11 @@ internal static class SandboxPool
             }
 
             // Prepare the next one while this one runs.
-            _ = Task.Run(() => Refill(setupPlan));
+            Task refill = Task.Run(() => Refill(setupPlan));
+            lock (s_gate)
+            {
+                s_refilling = Task.WhenAll(s_refilling, refill);
+            }
         }
 
         return taken is null ? (PreparedSandbox.Start(setupPlan), false) : (taken, true);
@@ -98,6 +103,28 @@ internal static class SandboxPool
 
         entry.Expiry.Dispose();
         entry.Sandbox.Discard();
+    }
+
+    /// <summary>
+    /// Completes once every sandbox being prepared is built (or has failed). A benchmark waits for it
+    /// so that the work done ahead for one run is not counted against whatever it times next.
+    /// </summary>
+    internal static async Task SettledAsync()
+    {
+        Task refilling;
+        lock (s_gate)
+        {
+            refilling = s_refilling;
+        }
+
+        await refilling.ConfigureAwait(false);
+        List<Entry> entries;
+        lock (s_gate)
+        {
+            entries = [.. s_idle];
+        }
+
+        await Task.WhenAll(entries.Select(e => e.Sandbox.Settled)).ConfigureAwait(false);
     }
 
     /// <summary>Discards every prepared sandbox.</summary>

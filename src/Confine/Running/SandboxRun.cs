@@ -32,6 +32,7 @@ internal sealed class SandboxRun : IReportSink
     private readonly List<string> _weakened = [];
     private readonly IReadOnlyList<string> _command;
     private readonly SandboxIO _io;
+    private readonly bool _usePool;
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
     private readonly object _gate = new();
     private readonly TaskCompletionSource _reportsClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -53,11 +54,19 @@ internal sealed class SandboxRun : IReportSink
     private HelperReport? _initGone;
     private HelperReport? _error;
 
-    public SandboxRun(SandboxPolicy policy, IReadOnlyList<string> command, SandboxIO io)
+    /// <param name="policy">The validated policy.</param>
+    /// <param name="command">The validated command.</param>
+    /// <param name="io">Where the command's streams come from and go to.</param>
+    /// <param name="usePool">
+    /// Whether the run may take a sandbox prepared ahead and prepare one for the next run, as far as
+    /// <see cref="SandboxPool.Enabled"/> allows; without, it builds its own and leaves nothing behind.
+    /// </param>
+    public SandboxRun(SandboxPolicy policy, IReadOnlyList<string> command, SandboxIO io, bool usePool = true)
     {
         _policy = policy;
         _command = command;
         _io = io;
+        _usePool = usePool;
     }
 
     public async Task<Verdict> RunAsync(CancellationToken cancellationToken)
@@ -105,7 +114,7 @@ internal sealed class SandboxRun : IReportSink
         PreparedSandbox sandbox;
         try
         {
-            (sandbox, _prepared) = SandboxPool.Take(setupPlan, poolable: true);
+            (sandbox, _prepared) = SandboxPool.Take(setupPlan, poolable: _usePool);
         }
         catch (ErrnoException e)
         {
