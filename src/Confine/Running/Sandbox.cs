@@ -7,7 +7,8 @@ public static class Sandbox
 {
     /// <summary>
     /// Whether a run leaves a sandbox built ahead of time for the next run of the same policy, so
-    /// that the next run only has to start its command (runs with cgroup limits are never prepared).
+    /// that the next run only has to start its command; the run's cgroup, if it has one, is made
+    /// and joined meanwhile.
     /// On by default; a program that runs one sandbox and exits should turn it off. The environment
     /// variable <c>CONFINE_PREPARE_AHEAD=0</c> turns it off too.
     /// </summary>

@@ -7,7 +7,9 @@ namespace Confine.Running;
 /// run nothing: it is exactly what a fresh run would build, waiting for its command plan.
 /// </summary>
 /// <remarks>
-/// Only runs without a cgroup are prepared, since a cgroup is made for one run. At most one
+/// A run with a cgroup can use one too: the setup plan holds nothing of the cgroup, which the init
+/// joins only once the command plan comes (with the v1 descriptors, or after its pid was written
+/// into the v2 cgroup). At most one
 /// sandbox waits per setup plan, for <see cref="MaxKinds"/> plans, and each is discarded after
 /// <see cref="IdleLifetime"/> unused; all die with the process, like every sandbox.
 /// </remarks>
