@@ -76,8 +76,12 @@ internal sealed class SandboxRun : IReportSink
             return SetupFailed("spawn_helper", null, HelperProcess.Path, problem);
         }
 
-        // A profile that cannot be compiled is a bad policy: it throws here, before anything exists.
-        _seccomp = SeccompPrograms.For(_policy.SeccompProfile);
+        // A profile file that cannot be compiled is a bad policy: it throws here, before anything
+        // exists. A built-in cannot be bad, and is loaded while the helper builds the sandbox.
+        if (!SeccompPrograms.IsBuiltIn(_policy.SeccompProfile))
+        {
+            _seccomp = SeccompPrograms.For(_policy.SeccompProfile);
+        }
 
         if (Preflight() is Verdict refused)
         {
@@ -123,11 +127,9 @@ internal sealed class SandboxRun : IReportSink
 
         _sandbox = sandbox;
 
-        // The cgroup is made while the helper builds the sandbox: nothing of it is needed before the
-        // command plan, which the init waits for before it joins and forks the command.
-        if (NeedsCgroup && CreateCgroupFor(sandbox) is Verdict noCgroup)
+        if (PrepareAlongside(sandbox) is Verdict notPrepared)
         {
-            return noCgroup;
+            return notPrepared;
         }
 
         SeccompPrograms.Compiled? seccomp = _seccomp;
@@ -189,16 +191,22 @@ internal sealed class SandboxRun : IReportSink
     }
 
     /// <summary>
-    /// Makes the run's cgroup for <paramref name="sandbox"/>, which is being built meanwhile. When
-    /// that fails, the sandbox is killed and reaped before the failure is reported or thrown, so
-    /// nothing of the run is left either way.
+    /// Does, while the helper builds <paramref name="sandbox"/>, what only the command plan needs:
+    /// loads a built-in seccomp profile and makes the run's cgroup, which the init joins once it
+    /// has the plan. When that fails, the sandbox is killed and reaped before the failure is
+    /// reported or thrown, so nothing of the run is left either way.
     /// </summary>
-    private Verdict? CreateCgroupFor(PreparedSandbox sandbox)
+    private Verdict? PrepareAlongside(PreparedSandbox sandbox)
     {
         Verdict? failed;
         try
         {
-            failed = CreateCgroup();
+            if (SeccompPrograms.IsBuiltIn(_policy.SeccompProfile))
+            {
+                _seccomp = SeccompPrograms.For(_policy.SeccompProfile);
+            }
+
+            failed = NeedsCgroup ? CreateCgroup() : null;
         }
         catch
         {
