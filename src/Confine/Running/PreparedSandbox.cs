@@ -14,6 +14,7 @@ internal sealed unsafe class PreparedSandbox
 {
     private readonly object _gate = new();
     private readonly List<(HelperReport Report, SafeFileHandle? Descriptor)> _pending = [];
+    private readonly TaskCompletionSource _settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IReportSink? _sink;
     private bool _closed;
     private int _reaped;
@@ -46,6 +47,9 @@ internal sealed unsafe class PreparedSandbox
 
     /// <summary>Whether setup failed or the helper is gone: such a sandbox is only good for its error.</summary>
     public bool HasFailed { get; private set; }
+
+    /// <summary>Completes once the sandbox is built and waits for its command, or has failed.</summary>
+    public Task Settled => _settled.Task;
 
     /// <summary>Starts the helper on <paramref name="setupPlan"/>.</summary>
     public static PreparedSandbox Start(byte[] setupPlan)
@@ -102,24 +106,33 @@ internal sealed unsafe class PreparedSandbox
         }
     }
 
-    /// <summary>Sends the command plan; the init runs it as soon as the sandbox is built.</summary>
-    public void SendCommandPlan(byte[] commandPlan)
+    /// <summary>
+    /// Sends the command plan, with the descriptors of the plan's <c>PLAN_CGROUP_TASKS</c> records
+    /// in the same order; the init runs it as soon as the sandbox is built.
+    /// </summary>
+    public void SendCommandPlan(byte[] commandPlan, IReadOnlyList<SafeFileHandle> cgroupTasks)
     {
         using SafeFileHandle planFile = Posix.MemoryFile("confine-command-plan", commandPlan);
-        int fd = (int)Report.DangerousGetHandle();
-        int planFd = (int)planFile.DangerousGetHandle();
-        uint magic = PLAN_MAGIC;
-        byte* control = stackalloc byte[24];
-        new Span<byte>(control, 24).Clear();
-        *(nuint*)control = 20; // cmsg_len = CMSG_LEN(sizeof(int))
+        int count = 1 + cgroupTasks.Count;
+        // cmsghdr is 16 bytes on x86_64; CMSG_SPACE rounds the descriptors up to 8 bytes.
+        int controlLength = 16 + ((count * sizeof(int) + 7) & ~7);
+        byte* control = stackalloc byte[controlLength];
+        new Span<byte>(control, controlLength).Clear();
+        *(nuint*)control = (nuint)(16 + count * sizeof(int)); // cmsg_len = CMSG_LEN(count * sizeof(int))
         *(int*)(control + 8) = Interop.SOL_SOCKET;
         *(int*)(control + 12) = Interop.SCM_RIGHTS;
-        *(int*)(control + 16) = planFd;
+        *(int*)(control + 16) = (int)planFile.DangerousGetHandle();
+        for (int i = 0; i < cgroupTasks.Count; i++)
+        {
+            *(int*)(control + 20 + i * sizeof(int)) = (int)cgroupTasks[i].DangerousGetHandle();
+        }
+
+        uint magic = PLAN_MAGIC;
         var iov = new Interop.IoVec { Base = &magic, Length = sizeof(uint) };
-        var message = new Interop.MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = 24 };
+        var message = new Interop.MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = (nuint)controlLength };
         // A helper that already failed has closed its end; its error report tells the caller why,
         // so a failed send needs no report of its own.
-        Interop.sendmsg(fd, &message, Interop.MSG_NOSIGNAL);
+        Interop.sendmsg((int)Report.DangerousGetHandle(), &message, Interop.MSG_NOSIGNAL);
     }
 
     /// <summary>Kills the sandbox: the helper kills the init through its pidfd.</summary>
@@ -203,6 +216,7 @@ internal sealed unsafe class PreparedSandbox
                     _sink?.OnReportsClosed();
                 }
 
+                _settled.TrySetResult();
                 return false;
             }
 
@@ -213,10 +227,12 @@ internal sealed unsafe class PreparedSandbox
                 if (report.Type == REPORT_READY)
                 {
                     IsReady = true;
+                    _settled.TrySetResult();
                 }
                 else if (report.Type == REPORT_ERROR)
                 {
                     HasFailed = true;
+                    _settled.TrySetResult();
                 }
 
                 if (_sink is null)
