@@ -272,7 +272,8 @@ static void parse_plan(const uint8_t *buffer, size_t size) {
     case PLAN_CGROUP_TASKS:
       if (plan.cgroup_tasks_count == MAX_CGROUP_TASKS)
         fail(STEP_READ_PLAN, E2BIG, "more than %d cgroup tasks files", MAX_CGROUP_TASKS);
-      plan.cgroup_tasks[plan.cgroup_tasks_count++] = plan_string(payload, length, "cgroup tasks file");
+      plan.cgroup_tasks[plan.cgroup_tasks_count++] =
+          plan_string(payload, length, "cgroup tasks file");
       break;
     default:
       fail(STEP_READ_PLAN, EPROTO, "unknown record type %u", type);

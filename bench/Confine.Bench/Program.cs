@@ -173,7 +173,9 @@ async Task<double> TimeRun(SandboxPolicy runPolicy, string[] command)
 async Task<double> RunLibraryOnce(bool fresh, bool check = true)
 {
     long start = Stopwatch.GetTimestamp();
-    Verdict verdict = fresh ? await Sandbox.RunFreshAsync(policy, ["/bin/true"]) : await Sandbox.RunAsync(policy, ["/bin/true"]);
+    Verdict verdict = fresh
+        ? await Sandbox.RunFreshAsync(policy, ["/bin/true"])
+        : await Sandbox.RunAsync(policy, ["/bin/true"]);
     double elapsed = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
     if (verdict.Status != VerdictStatus.Ok || (check && verdict.PreparedAhead == fresh))
     {

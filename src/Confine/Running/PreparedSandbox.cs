@@ -129,7 +129,13 @@ internal sealed unsafe class PreparedSandbox
 
         uint magic = PLAN_MAGIC;
         var iov = new Interop.IoVec { Base = &magic, Length = sizeof(uint) };
-        var message = new Interop.MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = (nuint)controlLength };
+        var message = new Interop.MsgHdr
+        {
+            Iov = &iov,
+            IovLength = 1,
+            Control = control,
+            ControlLength = (nuint)controlLength,
+        };
         // A helper that already failed has closed its end; its error report tells the caller why,
         // so a failed send needs no report of its own.
         Interop.sendmsg((int)Report.DangerousGetHandle(), &message, Interop.MSG_NOSIGNAL);

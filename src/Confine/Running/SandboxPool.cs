@@ -55,7 +55,8 @@ internal static class SandboxPool
             Task refill = Task.Run(() => Refill(setupPlan));
             lock (s_gate)
             {
-                s_refilling = Task.WhenAll(s_refilling, refill);
+                // A chain only while refills overlap: a long-running service must not grow one forever.
+                s_refilling = s_refilling.IsCompleted ? refill : Task.WhenAll(s_refilling, refill);
             }
         }
 

@@ -65,7 +65,7 @@ internal static class SeccompProgramCache
         return $"{Magic}_{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(full)))}.bpf";
     }
 
-    /// <summary>Whether <paramref name="identity"/> is <c>kind:name</c> in lower-case letters, digits and dashes.</summary>
+    /// <summary>Whether <paramref name="identity"/> is <c>kind:name</c> in lower-case letters, digits, dashes.</summary>
     private static bool IsPlain(string identity)
     {
         int colon = identity.IndexOf(':');
