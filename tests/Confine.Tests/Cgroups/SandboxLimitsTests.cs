@@ -222,7 +222,7 @@ public sealed class SandboxLimitsTests
         Verdict verdict = await Sandbox.RunAsync(policy, ["true"]);
 
         Assert.Equal(VerdictStatus.SetupFailed, verdict.Status);
-        Assert.Equal("mount", verdict.Error!.Step);
+        Assert.True(verdict.Error!.Step == "mount", VerdictJson.Serialize(verdict));
         Assert.DoesNotContain("cgroup", verdict.Error.Message);
     }
 
