@@ -15,10 +15,9 @@ internal sealed unsafe class PreparedSandbox
     private readonly object _gate = new();
     private readonly List<(HelperReport Report, SafeFileHandle? Descriptor)> _pending = [];
     private readonly TaskCompletionSource _settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IReportSink? _sink;
     private bool _closed;
-    private int _reaped;
-    private int _status;
 
     private PreparedSandbox(int pid, SafeFileHandle stdin, SafeFileHandle stdout, SafeFileHandle stderr, SafeFileHandle report, SafeFileHandle lifeline)
     {
@@ -51,6 +50,13 @@ internal sealed unsafe class PreparedSandbox
     /// <summary>Completes once the sandbox is built and waits for its command, or has failed.</summary>
     public Task Settled => _settled.Task;
 
+    /// <summary>
+    /// The helper's wait status, once it has ended and been reaped. The I/O loop reaps it when its
+    /// pidfd becomes readable, so no thread blocks in waitpid: a pool thread held there (for a
+    /// discarded sandbox, until its namespaces are torn down) delays every timer of every run.
+    /// </summary>
+    public Task<int> Exited => _exited.Task;
+
     /// <summary>Starts the helper on <paramref name="setupPlan"/>.</summary>
     public static PreparedSandbox Start(byte[] setupPlan)
     {
@@ -82,8 +88,26 @@ internal sealed unsafe class PreparedSandbox
             }
         }
 
+        SafeFileHandle pidfd;
+        try
+        {
+            pidfd = Posix.PidFd(pid);
+        }
+        catch
+        {
+            // Closing the lifeline makes the helper kill its init and end, so this wait is short.
+            foreach (SafeFileHandle handle in (SafeFileHandle[])[stdinWrite, stdoutRead, stderrRead, reportOurs, lifelineWrite])
+            {
+                handle.Dispose();
+            }
+
+            Posix.WaitPid(pid);
+            throw;
+        }
+
         var sandbox = new PreparedSandbox(pid, stdinWrite, stdoutRead, stderrRead, reportOurs, lifelineWrite);
         IoLoop.Shared.Register(reportOurs, sandbox.OnReportReadable);
+        IoLoop.Shared.Register(pidfd, sandbox.OnHelperExited);
         return sandbox;
     }
 
@@ -144,29 +168,39 @@ internal sealed unsafe class PreparedSandbox
     /// <summary>Kills the sandbox: the helper kills the init through its pidfd.</summary>
     public void Kill() => Lifeline.Dispose();
 
-    /// <summary>Reaps the helper once; later calls return the same status.</summary>
-    public int Reap()
-    {
-        lock (_gate)
-        {
-            if (_reaped == 0)
-            {
-                _status = Posix.WaitPid(HelperPid);
-                _reaped = 1;
-            }
-
-            return _status;
-        }
-    }
-
-    /// <summary>Gives up a sandbox nobody will use: kill it, close everything, reap it off-thread.</summary>
+    /// <summary>Gives up a sandbox nobody will use: kill it and close everything; the I/O loop reaps it.</summary>
     public void Discard()
     {
         Kill();
         Stdin.Dispose();
         Stdout.Dispose();
         Stderr.Dispose();
-        _ = Task.Run(Reap);
+    }
+
+    /// <summary>The I/O loop's callback on the helper's pidfd, which is readable once the helper is a zombie.</summary>
+    private bool OnHelperExited(SafeFileHandle pidfd)
+    {
+        int status;
+        int reaped = Interop.waitpid(HelperPid, &status, Interop.WNOHANG);
+        if (reaped < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == Interop.EINTR)
+            {
+                return true;
+            }
+
+            _exited.TrySetException(new ErrnoException(errno, $"waitpid({HelperPid})"));
+            return false;
+        }
+
+        if (reaped == 0)
+        {
+            return true;
+        }
+
+        _exited.TrySetResult(status);
+        return false;
     }
 
     private bool OnReportReadable(SafeFileHandle handle)
@@ -211,6 +245,7 @@ internal sealed unsafe class PreparedSandbox
                 {
                     return true;
                 }
+
             }
 
             if (n <= 0)

@@ -127,7 +127,7 @@ internal sealed class SandboxRun : IReportSink
 
         _sandbox = sandbox;
 
-        if (PrepareAlongside(sandbox) is Verdict notPrepared)
+        if (await PrepareAlongsideAsync(sandbox).ConfigureAwait(false) is Verdict notPrepared)
         {
             return notPrepared;
         }
@@ -166,7 +166,7 @@ internal sealed class SandboxRun : IReportSink
         await Task.WhenAll(_reportsClosed.Task, stdout.Closed, stderr.Closed).ConfigureAwait(false);
 
         // The report socket closes when the outer helper exits, so this wait is at most a moment.
-        int helperStatus = sandbox.Reap();
+        int helperStatus = await sandbox.Exited.ConfigureAwait(false);
         lock (_gate)
         {
             _timeoutTimer?.Dispose();
@@ -237,7 +237,7 @@ internal sealed class SandboxRun : IReportSink
     /// has the plan. When that fails, the sandbox is killed and reaped before the failure is
     /// reported or thrown, so nothing of the run is left either way.
     /// </summary>
-    private Verdict? PrepareAlongside(PreparedSandbox sandbox)
+    private async Task<Verdict?> PrepareAlongsideAsync(PreparedSandbox sandbox)
     {
         Verdict? failed;
         try
@@ -252,14 +252,14 @@ internal sealed class SandboxRun : IReportSink
         catch
         {
             sandbox.Discard();
-            sandbox.Reap();
+            await sandbox.Exited.ConfigureAwait(false);
             throw;
         }
 
         if (failed is not null)
         {
             sandbox.Discard();
-            sandbox.Reap();
+            await sandbox.Exited.ConfigureAwait(false);
         }
 
         return failed;
