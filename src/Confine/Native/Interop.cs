@@ -53,6 +53,7 @@ internal static unsafe partial class Interop
 
     internal const int EINTR = 4;
     internal const int EAGAIN = 11;
+    internal const int ECONNRESET = 104;
 
     internal const int SIGKILL = 9;
 

@@ -246,6 +246,17 @@ internal sealed unsafe class PreparedSandbox
                     return true;
                 }
 
+                // The helper's end was closed while a message to it lay unread there: the command
+                // plan of a sandbox whose setup failed before the init read it. The kernel then
+                // marks this end ECONNRESET (unix_release_sock), and a receive returns that pending
+                // error once, before the messages still queued here (__skb_try_recv_datagram). Those
+                // are the error and INIT_GONE reports that say why the sandbox ended; they, and then
+                // end-of-file, follow. Taking the error for end-of-file loses them whenever this loop
+                // reads later than the helper exits, which a busy host makes common.
+                if (errno == Interop.ECONNRESET)
+                {
+                    continue;
+                }
             }
 
             if (n <= 0)
