@@ -42,11 +42,11 @@ internal sealed class SandboxRun : IReportSink
     private SandboxCgroup? _cgroup;
     private readonly List<SafeFileHandle> _cgroupTasks = [];
     private byte[]? _commandPlan;
-    private Timer? _cpuTimer;
-    private Timer? _usageTimer;
+    private IDisposable? _cpuTimer;
+    private IDisposable? _usageTimer;
     private SeccompNotifier? _notifier;
     private SeccompPrograms.Compiled? _seccomp;
-    private Timer? _timeoutTimer;
+    private IDisposable? _timeoutTimer;
     private KillReason _killReason;
     private long _killTimestamp;
     private HelperReport? _exec;
@@ -433,15 +433,14 @@ internal sealed class SandboxRun : IReportSink
             // Often enough to stop within a few percent of the limit, never more than 20 times a second.
             TimeSpan period = TimeSpan.FromMilliseconds(Math.Clamp(cpuTime.TotalMilliseconds / 50, 10, 50));
             long limitNs = (long)(cpuTime.TotalMilliseconds * 1e6);
-            _cpuTimer = new Timer(
-                _ =>
+            _cpuTimer = SandboxClock.Shared.Start(
+                () =>
                 {
                     if (_cgroup.ReadCpuUsageNanoseconds() >= limitNs)
                     {
                         Kill(KillReason.CpuTime);
                     }
                 },
-                null,
                 period,
                 period);
         }
@@ -449,7 +448,7 @@ internal sealed class SandboxRun : IReportSink
         if (_io.OnUsage is Action<UsageSample> onUsage)
         {
             TimeSpan interval = _io.UsageInterval > TimeSpan.Zero ? _io.UsageInterval : TimeSpan.FromSeconds(1);
-            _usageTimer = new Timer(_ => onUsage(UsageSample.From(Stopwatch.GetElapsedTime(_startTimestamp), _cgroup.ReadUsage())), null, interval, interval);
+            _usageTimer = SandboxClock.Shared.Start(() => onUsage(UsageSample.From(Stopwatch.GetElapsedTime(_startTimestamp), _cgroup.ReadUsage())), interval, interval);
         }
     }
 
@@ -549,7 +548,7 @@ internal sealed class SandboxRun : IReportSink
                     _exec = report;
                     if (_policy.Timeout is TimeSpan timeout && _killReason == KillReason.None)
                     {
-                        _timeoutTimer = new Timer(_ => Kill(KillReason.Timeout), null, timeout, Timeout.InfiniteTimeSpan);
+                        _timeoutTimer = SandboxClock.Shared.Start(() => Kill(KillReason.Timeout), timeout, TimeSpan.Zero);
                     }
 
                     StartMonitors();
