@@ -5,11 +5,12 @@
  * three processes:
  *
  *   outer    in the caller's namespaces. Reads the plan, clones the init into new namespaces,
- *            writes its id maps and cgroup membership, then waits for it or for the caller's
+ *            writes its id maps and reports its pid, then waits for it or for the caller's
  *            death (EOF on the lifeline), in which case it kills the init.
- *   init     PID 1 of the new PID namespace. Builds the root filesystem, pivots into it, forks the
- *            command, reaps every orphan and reports the command's wait status and usage. When it
- *            exits, the kernel kills whatever is left in the namespace.
+ *   init     PID 1 of the new PID namespace. Builds the root filesystem, pivots into it, waits
+ *            for the command plan, joins the run's cgroups, forks the command, reaps every orphan
+ *            and reports the command's wait status and usage. When it exits, the kernel kills
+ *            whatever is left in the namespace.
  *   command  drops every privilege, loads the seccomp filter last, and executes the program.
  *
  * Descriptors at start: 0-2 the command's stdio, FD_PLAN the plan, FD_REPORT a SOCK_SEQPACKET
@@ -57,6 +58,7 @@
 #define MAX_MOUNTS 256
 #define MAX_ARGS 4096
 #define MAX_LANDLOCK_RULES 256
+#define MAX_CGROUP_TASKS 16
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -109,6 +111,10 @@ struct plan {
   struct plan_landlock landlock_ruleset;
   struct landlock_rule landlock_rules[MAX_LANDLOCK_RULES];
   size_t landlock_rule_count;
+  const char *cgroup_tasks[MAX_CGROUP_TASKS];
+  int cgroup_tasks_fds[MAX_CGROUP_TASKS]; /* from the command plan's message, in record order */
+  size_t cgroup_tasks_count;
+  size_t cgroup_tasks_fd_count;
 };
 
 static struct plan plan;
@@ -264,6 +270,12 @@ static void parse_plan(const uint8_t *buffer, size_t size) {
       plan.seccomp_length = (length - sizeof(uint32_t)) / sizeof(struct sock_filter);
       break;
     case PLAN_LANDLOCK: parse_landlock(payload, length); break;
+    case PLAN_CGROUP_TASKS:
+      if (plan.cgroup_tasks_count == MAX_CGROUP_TASKS)
+        fail(STEP_READ_PLAN, E2BIG, "more than %d cgroup tasks files", MAX_CGROUP_TASKS);
+      plan.cgroup_tasks[plan.cgroup_tasks_count++] =
+          plan_string(payload, length, "cgroup tasks file");
+      break;
     default:
       fail(STEP_READ_PLAN, EPROTO, "unknown record type %u", type);
     }
@@ -296,15 +308,15 @@ static uint8_t *read_plan(int fd, size_t *size) {
   return buffer;
 }
 
-/* Waits for the command plan: a PLAN_MAGIC message carrying a memfd. End-of-file means the caller
- * gave this sandbox up before using it. */
+/* Waits for the command plan: a PLAN_MAGIC message carrying a memfd, then a descriptor for each
+ * PLAN_CGROUP_TASKS record. End-of-file means the caller gave this sandbox up before using it. */
 static void receive_command_plan(void) {
   struct report ready = { .type = REPORT_READY, .time_ns = monotonic_ns() };
   send_report(&ready);
 
   uint32_t magic = 0;
   struct iovec iov = { .iov_base = &magic, .iov_len = sizeof magic };
-  char control[CMSG_SPACE(sizeof(int))];
+  char control[CMSG_SPACE(sizeof(int) * (1 + MAX_CGROUP_TASKS))];
   struct msghdr message = {
     .msg_iov = &iov,
     .msg_iovlen = 1,
@@ -319,16 +331,41 @@ static void receive_command_plan(void) {
     _exit(0);
   struct cmsghdr *header = CMSG_FIRSTHDR(&message);
   if (n != (ssize_t)sizeof magic || magic != PLAN_MAGIC || header == NULL ||
-      header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS)
+      (message.msg_flags & MSG_CTRUNC) || header->cmsg_level != SOL_SOCKET ||
+      header->cmsg_type != SCM_RIGHTS || header->cmsg_len < CMSG_LEN(sizeof(int)))
     fail(STEP_COMMAND_PLAN, n < 0 ? errno : EPROTO, "malformed command plan message");
   int fd;
   memcpy(&fd, CMSG_DATA(header), sizeof fd);
+  size_t extra = (header->cmsg_len - CMSG_LEN(sizeof(int))) / sizeof(int);
+  memcpy(plan.cgroup_tasks_fds, CMSG_DATA(header) + sizeof(int), extra * sizeof(int));
+  plan.cgroup_tasks_fd_count = extra;
 
   size_t size;
   uint8_t *buffer = read_plan(fd, &size);
   parse_plan(buffer, size);
   if (plan.argc == 0 || plan.workdir == NULL)
     fail(STEP_COMMAND_PLAN, EINVAL, "command plan has no command or working directory");
+  if (plan.cgroup_tasks_fd_count != plan.cgroup_tasks_count)
+    fail(STEP_COMMAND_PLAN, EPROTO, "command plan names %zu cgroup tasks files but came with %zu",
+         plan.cgroup_tasks_count, plan.cgroup_tasks_fd_count);
+}
+
+/* Moves the init into the run's v1 cgroups, before anything of the command exists. Writing 0 to
+ * a `tasks` file moves only the writing thread, which the kernel does without taking
+ * cgroup_threadgroup_rwsem for writing (cgroup_procs_write_start); moving a process by pid through
+ * cgroup.procs takes it, and the first writer after an idle spell waits for an RCU grace period:
+ * 8 to 30 ms here, more than the rest of a run. The init is single-threaded, so its thread is the
+ * whole process. The kernel checks the credentials of whoever opened the file, the caller. */
+static void join_cgroups(void) {
+  for (size_t i = 0; i < plan.cgroup_tasks_count; i++) {
+    ssize_t n;
+    do
+      n = write(plan.cgroup_tasks_fds[i], "0", 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1)
+      fail(STEP_CGROUP_JOIN, n < 0 ? errno : EIO, "%s", plan.cgroup_tasks[i]);
+    close(plan.cgroup_tasks_fds[i]);
+  }
 }
 
 /* ---- Small file helpers --------------------------------------------------------------------- */
@@ -1067,9 +1104,11 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
     bring_up_loopback();
 
   receive_command_plan();
+  join_cgroups();
 
-  /* The caller has put the init into the run's cgroup (if it has one) before sending the command
-   * plan, so the cgroup namespace made now has the sandbox's own cgroup as its root. */
+  /* The init is in the run's cgroup now (if it has one): it joined the v1 hierarchies itself just
+   * now, and the caller wrote its pid into the v2 one before sending the command plan. So the
+   * cgroup namespace made now has the sandbox's own cgroup as its root. */
   if ((plan.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
     fail(STEP_CGROUP_JOIN, errno, "unshare(CLONE_NEWCGROUP)");
 

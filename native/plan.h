@@ -5,7 +5,8 @@
  * rlimits, seccomp, Landlock. It arrives on the report socket as a memfd (SCM_RIGHTS) with a
  * 4-byte PLAN_MAGIC message, at any time after the start: the init reads it once the sandbox is
  * built and has sent REPORT_READY. Splitting them lets a caller build a sandbox before it knows
- * the command.
+ * the command. The same message carries one more descriptor for each PLAN_CGROUP_TASKS record of
+ * the command plan, in record order, after the plan's own.
  *
  * A plan is a header followed by records, all little-endian, no padding:
  *
@@ -38,7 +39,8 @@ enum plan_record_type {
   PLAN_UID_MAP = 2,        /* string: written to the init's uid_map */
   PLAN_GID_MAP = 3,        /* string: written to the init's gid_map */
   PLAN_SETGROUPS_DENY = 4, /* empty: write "deny" to setgroups before gid_map */
-  /* 5 is unused: the caller moves the init into its cgroup itself, on REPORT_INIT_PID. */
+  /* 5 is unused: a v2 cgroup is joined by the caller, which writes the init's pid on
+   * REPORT_INIT_PID; a v1 cgroup is joined by the init itself (PLAN_CGROUP_TASKS). */
   PLAN_BASE_DIR = 6,       /* string: host directory to mount the staging tmpfs on */
   PLAN_ROOTFS = 7,         /* string: tmpfs options for the sandbox's root */
   PLAN_MOUNT = 8,          /* struct plan_mount, then source, target, data strings */
@@ -52,6 +54,8 @@ enum plan_record_type {
   PLAN_NESTED_USERNS = 16, /* empty: map the command's ids in a nested user namespace */
   PLAN_SECCOMP = 17,       /* u32 flags, then the BPF program (struct sock_filter[]) */
   PLAN_LANDLOCK = 18,      /* struct plan_landlock, then rules: u64 access + path string, repeated */
+  PLAN_CGROUP_TASKS = 19,  /* string: a v1 `tasks` file the init writes 0 to, joining that cgroup;
+                            * named for error reports, its descriptor comes with the command plan */
 };
 
 enum plan_mount_op {
@@ -112,7 +116,7 @@ enum step {
   STEP_UID_MAP = 3,
   STEP_SETGROUPS = 4,
   STEP_GID_MAP = 5,
-  STEP_CGROUP_JOIN = 6,
+  STEP_CGROUP_JOIN = 6, /* runs after STEP_COMMAND_PLAN: the init joins once it has the plan */
   STEP_WAIT_PARENT = 7,
   STEP_MOUNT_PRIVATE = 8,
   STEP_STAGING = 9,

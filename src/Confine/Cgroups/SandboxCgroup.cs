@@ -1,10 +1,12 @@
+using Confine.Native;
+
 namespace Confine.Cgroups;
 
 /// <summary>
 /// The cgroup of one sandbox: a directory in each hierarchy it needs, named
 /// <c>confine-OWNERPID-OWNERSTART-NAME</c>, created beneath Confine's own cgroup (or beneath the
-/// policy's cgroup parent), with the policy's limits written. The helper writes the sandbox
-/// init's pid into every <see cref="ProcsFiles"/> entry before the command runs, so everything the
+/// policy's cgroup parent), with the policy's limits written. The sandbox's init joins it before
+/// the command exists (<see cref="TasksFiles"/>, <see cref="PidJoinFiles"/>), so everything the
 /// command does is limited and counted. <see cref="Dispose"/> kills whatever is left and removes
 /// the directories.
 /// </summary>
@@ -48,10 +50,26 @@ internal sealed partial class SandboxCgroup : IDisposable
     public IReadOnlyList<string> Directories => [.. _members.Select(m => m.Directory)];
 
     /// <summary>
-    /// The <c>cgroup.procs</c> files the sandbox's init must be written into, one per hierarchy,
-    /// before the command runs. Empty when the host gave no cgroup at all.
+    /// The <c>cgroup.procs</c> files of the sandbox, one per hierarchy. Empty when the host gave no
+    /// cgroup at all.
     /// </summary>
     public IReadOnlyList<string> ProcsFiles => [.. _members.Select(m => m.ProcsFile)];
+
+    /// <summary>
+    /// The <c>tasks</c> files of the sandbox's v1 hierarchies. The sandbox's init joins these itself
+    /// by writing 0, which moves only the writing thread and so spares the kernel's global
+    /// threadgroup lock: see <c>join_cgroups</c> in the helper.
+    /// </summary>
+    public IReadOnlyList<string> TasksFiles =>
+        [.. _members.Where(m => m.Version == CgroupVersion.V1).Select(m => m.File("tasks"))];
+
+    /// <summary>
+    /// The <c>cgroup.procs</c> files of the sandbox's v2 hierarchy (at most one), into which the
+    /// init's pid must be written before the command runs: v2 has no way for a task to join alone
+    /// that a process in a domain cgroup could use.
+    /// </summary>
+    public IReadOnlyList<string> PidJoinFiles =>
+        [.. _members.Where(m => m.Version == CgroupVersion.V2).Select(m => m.ProcsFile)];
 
     /// <summary>
     /// Limits the policy asked for that this host could not enforce, each as
@@ -94,13 +112,17 @@ internal sealed partial class SandboxCgroup : IDisposable
         }
 
         _disposed = true;
+        if (TryRemoveEmpty())
+        {
+            return;
+        }
+
         if (!IsEmpty())
         {
             KillAll();
         }
 
-        // The freezer goes last: if a task survived the kill, its cgroup stays frozen-capable.
-        foreach (Member member in _members.OrderBy(m => ReferenceEquals(m, Of(CgroupController.Freezer))))
+        foreach (Member member in RemovalOrder())
         {
             if (!RemoveTree(member.Directory))
             {
@@ -108,6 +130,29 @@ internal sealed partial class SandboxCgroup : IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Removes the directories with one rmdir each, which is all a sandbox that ended normally needs:
+    /// the kernel refuses (EBUSY) to remove a cgroup that still has tasks or children, so a success
+    /// proves it empty without reading its task lists first. False when any is left for the careful
+    /// path (kill, wait, retry) to deal with.
+    /// </summary>
+    private bool TryRemoveEmpty()
+    {
+        foreach (Member member in RemovalOrder())
+        {
+            if (CgroupSyscalls.Rmdir(member.Directory) is not (Interop.Error.None or Interop.Error.ENOENT))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The freezer goes last: if a task survived the kill, its cgroup stays frozen-capable.</summary>
+    private IEnumerable<Member> RemovalOrder() =>
+        _members.OrderBy(m => ReferenceEquals(m, Of(CgroupController.Freezer)));
 
     /// <inheritdoc />
     public override string ToString() => $"{Name} ({string.Join(", ", Directories)})";

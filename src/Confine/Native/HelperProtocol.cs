@@ -33,6 +33,7 @@ internal static class HelperProtocol
     public const uint PLAN_NESTED_USERNS = 16;
     public const uint PLAN_SECCOMP = 17;
     public const uint PLAN_LANDLOCK = 18;
+    public const uint PLAN_CGROUP_TASKS = 19;
 
     public const uint MOUNT_OP_BIND = 1;
     public const uint MOUNT_OP_TMPFS = 2;

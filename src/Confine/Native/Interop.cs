@@ -53,8 +53,11 @@ internal static unsafe partial class Interop
 
     internal const int EINTR = 4;
     internal const int EAGAIN = 11;
+    internal const int ECONNRESET = 104;
 
     internal const int SIGKILL = 9;
+
+    internal const long SYS_pidfd_open = 434;
 
     // glibc's posix_spawn_file_actions_t is 80 bytes and posix_spawnattr_t 336 on x86_64; the
     // buffers leave room so a larger future layout cannot overrun them.
@@ -143,6 +146,11 @@ internal static unsafe partial class Interop
 
     [LibraryImport(Libc, SetLastError = true)]
     internal static partial int kill(int pid, int signal);
+
+    // glibc wraps pidfd_open only from 2.36 on; syscall is variadic in C, and on x86_64 a fixed
+    // prototype passes the same registers.
+    [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
+    internal static partial long syscall_pidfd_open(long number, int pid, uint flags);
 
     [LibraryImport(Libc)]
     internal static partial uint geteuid();

@@ -114,6 +114,17 @@ internal static unsafe class Posix
         }
     }
 
+    /// <summary>
+    /// A descriptor for process <paramref name="pid"/> that becomes readable once it has ended; always
+    /// close-on-exec. For a child not yet reaped the pid cannot have been reused, so it names that child.
+    /// </summary>
+    public static SafeFileHandle PidFd(int pid)
+    {
+        int fd = (int)Interop.syscall_pidfd_open(Interop.SYS_pidfd_open, pid, 0);
+        Check(fd, $"pidfd_open({pid})");
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
     /// <summary>Reaps a child, retrying on EINTR; returns its wait status.</summary>
     public static int WaitPid(int pid)
     {

@@ -11,15 +11,18 @@ internal readonly record struct HostIdentity(uint Uid, uint Gid)
     public bool IsRoot => Uid == 0;
 }
 
-/// <summary>The two plans of one run (see native/plan.h): how to build the sandbox, and what to run in it.</summary>
-internal sealed record SandboxPlan(byte[] Setup, byte[] Command);
-
 /// <summary>Extra plan input that comes from the run rather than the policy.</summary>
 internal sealed record PlanExtras
 {
     public byte[]? SeccompProgram { get; init; }
 
     public uint SeccompFlags { get; init; }
+
+    /// <summary>
+    /// The v1 <c>tasks</c> files the init joins itself through, before it forks the command; their
+    /// descriptors travel with the command plan, in this order.
+    /// </summary>
+    public IReadOnlyList<string> CgroupTasksFiles { get; init; } = [];
 }
 
 /// <summary>
@@ -44,9 +47,6 @@ internal static class SandboxPlanner
     internal static readonly string[] DeviceNodes = ["null", "zero", "full", "random", "urandom"];
 
     private const ulong TmpfsFlags = MS_NOSUID | MS_NODEV;
-
-    public static SandboxPlan Build(SandboxPolicy policy, IReadOnlyList<string> command, HostIdentity host, PlanExtras extras) =>
-        new(BuildSetup(policy, host, extras), BuildCommand(policy, command, host, extras));
 
     /// <summary>The setup plan: namespaces, ids, cgroups, the root filesystem. It does not depend on the command.</summary>
     public static byte[] BuildSetup(SandboxPolicy policy, HostIdentity host, PlanExtras extras)
@@ -80,6 +80,11 @@ internal static class SandboxPlanner
     public static byte[] BuildCommand(SandboxPolicy policy, IReadOnlyList<string> command, HostIdentity host, PlanExtras extras)
     {
         var plan = new PlanWriter();
+        foreach (string tasks in extras.CgroupTasksFiles)
+        {
+            plan.String(PLAN_CGROUP_TASKS, tasks);
+        }
+
         plan.User(policy.User.Uid, policy.User.Gid);
         if (!host.IsRoot && policy.User != SandboxUser.Root)
         {

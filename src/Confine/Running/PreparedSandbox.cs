@@ -14,10 +14,10 @@ internal sealed unsafe class PreparedSandbox
 {
     private readonly object _gate = new();
     private readonly List<(HelperReport Report, SafeFileHandle? Descriptor)> _pending = [];
+    private readonly TaskCompletionSource _settled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private IReportSink? _sink;
     private bool _closed;
-    private int _reaped;
-    private int _status;
 
     private PreparedSandbox(int pid, SafeFileHandle stdin, SafeFileHandle stdout, SafeFileHandle stderr, SafeFileHandle report, SafeFileHandle lifeline)
     {
@@ -46,6 +46,16 @@ internal sealed unsafe class PreparedSandbox
 
     /// <summary>Whether setup failed or the helper is gone: such a sandbox is only good for its error.</summary>
     public bool HasFailed { get; private set; }
+
+    /// <summary>Completes once the sandbox is built and waits for its command, or has failed.</summary>
+    public Task Settled => _settled.Task;
+
+    /// <summary>
+    /// The helper's wait status, once it has ended and been reaped. The I/O loop reaps it when its
+    /// pidfd becomes readable, so no thread blocks in waitpid: a pool thread held there (for a
+    /// discarded sandbox, until its namespaces are torn down) delays every timer of every run.
+    /// </summary>
+    public Task<int> Exited => _exited.Task;
 
     /// <summary>Starts the helper on <paramref name="setupPlan"/>.</summary>
     public static PreparedSandbox Start(byte[] setupPlan)
@@ -78,8 +88,26 @@ internal sealed unsafe class PreparedSandbox
             }
         }
 
+        SafeFileHandle pidfd;
+        try
+        {
+            pidfd = Posix.PidFd(pid);
+        }
+        catch
+        {
+            // Closing the lifeline makes the helper kill its init and end, so this wait is short.
+            foreach (SafeFileHandle handle in (SafeFileHandle[])[stdinWrite, stdoutRead, stderrRead, reportOurs, lifelineWrite])
+            {
+                handle.Dispose();
+            }
+
+            Posix.WaitPid(pid);
+            throw;
+        }
+
         var sandbox = new PreparedSandbox(pid, stdinWrite, stdoutRead, stderrRead, reportOurs, lifelineWrite);
         IoLoop.Shared.Register(reportOurs, sandbox.OnReportReadable);
+        IoLoop.Shared.Register(pidfd, sandbox.OnHelperExited);
         return sandbox;
     }
 
@@ -102,52 +130,77 @@ internal sealed unsafe class PreparedSandbox
         }
     }
 
-    /// <summary>Sends the command plan; the init runs it as soon as the sandbox is built.</summary>
-    public void SendCommandPlan(byte[] commandPlan)
+    /// <summary>
+    /// Sends the command plan, with the descriptors of the plan's <c>PLAN_CGROUP_TASKS</c> records
+    /// in the same order; the init runs it as soon as the sandbox is built.
+    /// </summary>
+    public void SendCommandPlan(byte[] commandPlan, IReadOnlyList<SafeFileHandle> cgroupTasks)
     {
         using SafeFileHandle planFile = Posix.MemoryFile("confine-command-plan", commandPlan);
-        int fd = (int)Report.DangerousGetHandle();
-        int planFd = (int)planFile.DangerousGetHandle();
-        uint magic = PLAN_MAGIC;
-        byte* control = stackalloc byte[24];
-        new Span<byte>(control, 24).Clear();
-        *(nuint*)control = 20; // cmsg_len = CMSG_LEN(sizeof(int))
+        int count = 1 + cgroupTasks.Count;
+        // cmsghdr is 16 bytes on x86_64; CMSG_SPACE rounds the descriptors up to 8 bytes.
+        int controlLength = 16 + ((count * sizeof(int) + 7) & ~7);
+        byte* control = stackalloc byte[controlLength];
+        new Span<byte>(control, controlLength).Clear();
+        *(nuint*)control = (nuint)(16 + count * sizeof(int)); // cmsg_len = CMSG_LEN(count * sizeof(int))
         *(int*)(control + 8) = Interop.SOL_SOCKET;
         *(int*)(control + 12) = Interop.SCM_RIGHTS;
-        *(int*)(control + 16) = planFd;
+        *(int*)(control + 16) = (int)planFile.DangerousGetHandle();
+        for (int i = 0; i < cgroupTasks.Count; i++)
+        {
+            *(int*)(control + 20 + i * sizeof(int)) = (int)cgroupTasks[i].DangerousGetHandle();
+        }
+
+        uint magic = PLAN_MAGIC;
         var iov = new Interop.IoVec { Base = &magic, Length = sizeof(uint) };
-        var message = new Interop.MsgHdr { Iov = &iov, IovLength = 1, Control = control, ControlLength = 24 };
+        var message = new Interop.MsgHdr
+        {
+            Iov = &iov,
+            IovLength = 1,
+            Control = control,
+            ControlLength = (nuint)controlLength,
+        };
         // A helper that already failed has closed its end; its error report tells the caller why,
         // so a failed send needs no report of its own.
-        Interop.sendmsg(fd, &message, Interop.MSG_NOSIGNAL);
+        Interop.sendmsg((int)Report.DangerousGetHandle(), &message, Interop.MSG_NOSIGNAL);
     }
 
     /// <summary>Kills the sandbox: the helper kills the init through its pidfd.</summary>
     public void Kill() => Lifeline.Dispose();
 
-    /// <summary>Reaps the helper once; later calls return the same status.</summary>
-    public int Reap()
-    {
-        lock (_gate)
-        {
-            if (_reaped == 0)
-            {
-                _status = Posix.WaitPid(HelperPid);
-                _reaped = 1;
-            }
-
-            return _status;
-        }
-    }
-
-    /// <summary>Gives up a sandbox nobody will use: kill it, close everything, reap it off-thread.</summary>
+    /// <summary>Gives up a sandbox nobody will use: kill it and close everything; the I/O loop reaps it.</summary>
     public void Discard()
     {
         Kill();
         Stdin.Dispose();
         Stdout.Dispose();
         Stderr.Dispose();
-        _ = Task.Run(Reap);
+    }
+
+    /// <summary>The I/O loop's callback on the helper's pidfd, which is readable once the helper is a zombie.</summary>
+    private bool OnHelperExited(SafeFileHandle pidfd)
+    {
+        int status;
+        int reaped = Interop.waitpid(HelperPid, &status, Interop.WNOHANG);
+        if (reaped < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            if (errno == Interop.EINTR)
+            {
+                return true;
+            }
+
+            _exited.TrySetException(new ErrnoException(errno, $"waitpid({HelperPid})"));
+            return false;
+        }
+
+        if (reaped == 0)
+        {
+            return true;
+        }
+
+        _exited.TrySetResult(status);
+        return false;
     }
 
     private bool OnReportReadable(SafeFileHandle handle)
@@ -192,6 +245,18 @@ internal sealed unsafe class PreparedSandbox
                 {
                     return true;
                 }
+
+                // The helper's end was closed while a message to it lay unread there: the command
+                // plan of a sandbox whose setup failed before the init read it. The kernel then
+                // marks this end ECONNRESET (unix_release_sock), and a receive returns that pending
+                // error once, before the messages still queued here (__skb_try_recv_datagram). Those
+                // are the error and INIT_GONE reports that say why the sandbox ended; they, and then
+                // end-of-file, follow. Taking the error for end-of-file loses them whenever this loop
+                // reads later than the helper exits, which a busy host makes common.
+                if (errno == Interop.ECONNRESET)
+                {
+                    continue;
+                }
             }
 
             if (n <= 0)
@@ -203,6 +268,7 @@ internal sealed unsafe class PreparedSandbox
                     _sink?.OnReportsClosed();
                 }
 
+                _settled.TrySetResult();
                 return false;
             }
 
@@ -213,10 +279,12 @@ internal sealed unsafe class PreparedSandbox
                 if (report.Type == REPORT_READY)
                 {
                     IsReady = true;
+                    _settled.TrySetResult();
                 }
                 else if (report.Type == REPORT_ERROR)
                 {
                     HasFailed = true;
+                    _settled.TrySetResult();
                 }
 
                 if (_sink is null)

@@ -7,7 +7,8 @@ public static class Sandbox
 {
     /// <summary>
     /// Whether a run leaves a sandbox built ahead of time for the next run of the same policy, so
-    /// that the next run only has to start its command (runs with cgroup limits are never prepared).
+    /// that the next run only has to start its command; the run's cgroup, if it has one, is made
+    /// and joined meanwhile.
     /// On by default; a program that runs one sandbox and exits should turn it off. The environment
     /// variable <c>CONFINE_PREPARE_AHEAD=0</c> turns it off too.
     /// </summary>
@@ -27,8 +28,10 @@ public static class Sandbox
     /// <summary>
     /// Runs <paramref name="command"/> (argv; the program is looked up in the policy's PATH inside the
     /// sandbox) under <paramref name="policy"/> and returns how it ended. A problem with the policy or
-    /// command throws <see cref="PolicyException"/> before anything is created; everything that goes
-    /// wrong after that, including a sandbox that cannot be set up, is reported in the verdict.
+    /// command throws <see cref="PolicyException"/> before anything is created, except a limit only
+    /// the host's cgroups can judge (more CPUs than the cgroup parent has), which is found while the
+    /// sandbox is being built and thrown once it is torn down; everything that goes wrong after that,
+    /// including a sandbox that cannot be set up, is reported in the verdict.
     /// Cancelling the token kills the whole sandbox and yields a <see cref="VerdictStatus.Cancelled"/>
     /// verdict. When the returned task completes, nothing of the run is left: no process, mount or
     /// cgroup.
@@ -67,5 +70,17 @@ public static class Sandbox
                 return await run.RunAsync(cancellationToken).ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>
+    /// As <see cref="RunAsync"/>, but the sandbox is built for this run alone, whatever
+    /// <see cref="PrepareAhead"/> says: none prepared ahead is taken and none is left for the next
+    /// run. The benchmark times it beside <see cref="RunAsync"/> so that both costs are shown.
+    /// </summary>
+    internal static Task<Verdict> RunFreshAsync(SandboxPolicy policy, IReadOnlyList<string> command)
+    {
+        PolicyValidator.Validate(policy);
+        PolicyValidator.ValidateCommand(command);
+        return new SandboxRun(policy, command, SandboxIO.Capture, usePool: false).RunAsync(CancellationToken.None);
     }
 }

@@ -7,7 +7,9 @@ namespace Confine.Running;
 /// run nothing: it is exactly what a fresh run would build, waiting for its command plan.
 /// </summary>
 /// <remarks>
-/// Only runs without a cgroup are prepared, since a cgroup is made for one run. At most one
+/// A run with a cgroup can use one too: the setup plan holds nothing of the cgroup, which the init
+/// joins only once the command plan comes (with the v1 descriptors, or after its pid was written
+/// into the v2 cgroup). At most one
 /// sandbox waits per setup plan, for <see cref="MaxKinds"/> plans, and each is discarded after
 /// <see cref="IdleLifetime"/> unused; all die with the process, like every sandbox.
 /// </remarks>
@@ -19,6 +21,7 @@ internal static class SandboxPool
 
     private static readonly object s_gate = new();
     private static readonly List<Entry> s_idle = [];
+    private static Task s_refilling = Task.CompletedTask;
 
     /// <summary>Whether runs leave a sandbox prepared for the next run of the same policy.</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("CONFINE_PREPARE_AHEAD") != "0";
@@ -49,7 +52,12 @@ internal static class SandboxPool
             }
 
             // Prepare the next one while this one runs.
-            _ = Task.Run(() => Refill(setupPlan));
+            Task refill = Task.Run(() => Refill(setupPlan));
+            lock (s_gate)
+            {
+                // A chain only while refills overlap: a long-running service must not grow one forever.
+                s_refilling = s_refilling.IsCompleted ? refill : Task.WhenAll(s_refilling, refill);
+            }
         }
 
         return taken is null ? (PreparedSandbox.Start(setupPlan), false) : (taken, true);
@@ -98,6 +106,28 @@ internal static class SandboxPool
 
         entry.Expiry.Dispose();
         entry.Sandbox.Discard();
+    }
+
+    /// <summary>
+    /// Completes once every sandbox being prepared is built (or has failed). A benchmark waits for it
+    /// so that the work done ahead for one run is not counted against whatever it times next.
+    /// </summary>
+    internal static async Task SettledAsync()
+    {
+        Task refilling;
+        lock (s_gate)
+        {
+            refilling = s_refilling;
+        }
+
+        await refilling.ConfigureAwait(false);
+        List<Entry> entries;
+        lock (s_gate)
+        {
+            entries = [.. s_idle];
+        }
+
+        await Task.WhenAll(entries.Select(e => e.Sandbox.Settled)).ConfigureAwait(false);
     }
 
     /// <summary>Discards every prepared sandbox.</summary>

@@ -32,6 +32,7 @@ internal sealed class SandboxRun : IReportSink
     private readonly List<string> _weakened = [];
     private readonly IReadOnlyList<string> _command;
     private readonly SandboxIO _io;
+    private readonly bool _usePool;
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
     private readonly object _gate = new();
     private readonly TaskCompletionSource _reportsClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -39,12 +40,13 @@ internal sealed class SandboxRun : IReportSink
     private PreparedSandbox? _sandbox;
     private bool _prepared;
     private SandboxCgroup? _cgroup;
+    private readonly List<SafeFileHandle> _cgroupTasks = [];
     private byte[]? _commandPlan;
-    private Timer? _cpuTimer;
-    private Timer? _usageTimer;
+    private IDisposable? _cpuTimer;
+    private IDisposable? _usageTimer;
     private SeccompNotifier? _notifier;
     private SeccompPrograms.Compiled? _seccomp;
-    private Timer? _timeoutTimer;
+    private IDisposable? _timeoutTimer;
     private KillReason _killReason;
     private long _killTimestamp;
     private HelperReport? _exec;
@@ -52,11 +54,19 @@ internal sealed class SandboxRun : IReportSink
     private HelperReport? _initGone;
     private HelperReport? _error;
 
-    public SandboxRun(SandboxPolicy policy, IReadOnlyList<string> command, SandboxIO io)
+    /// <param name="policy">The validated policy.</param>
+    /// <param name="command">The validated command.</param>
+    /// <param name="io">Where the command's streams come from and go to.</param>
+    /// <param name="usePool">
+    /// Whether the run may take a sandbox prepared ahead and prepare one for the next run, as far as
+    /// <see cref="SandboxPool.Enabled"/> allows; without, it builds its own and leaves nothing behind.
+    /// </param>
+    public SandboxRun(SandboxPolicy policy, IReadOnlyList<string> command, SandboxIO io, bool usePool = true)
     {
         _policy = policy;
         _command = command;
         _io = io;
+        _usePool = usePool;
     }
 
     public async Task<Verdict> RunAsync(CancellationToken cancellationToken)
@@ -66,17 +76,23 @@ internal sealed class SandboxRun : IReportSink
             return SetupFailed("spawn_helper", null, HelperProcess.Path, problem);
         }
 
-        // A profile that cannot be compiled is a bad policy: it throws here, before anything exists.
-        _seccomp = SeccompPrograms.For(_policy.SeccompProfile);
+        // A profile file that cannot be compiled is a bad policy: it throws here, before anything
+        // exists. A built-in cannot be bad, and is loaded while the helper builds the sandbox.
+        if (!SeccompPrograms.IsBuiltIn(_policy.SeccompProfile))
+        {
+            _seccomp = SeccompPrograms.For(_policy.SeccompProfile);
+        }
 
         if (Preflight() is Verdict refused)
         {
             return refused;
         }
 
-        if (NeedsCgroup && CreateCgroup() is Verdict noCgroup)
+        if (NeedsCgroup)
         {
-            return noCgroup;
+            // What can be checked without the host throws here; the rest waits for the cgroup itself.
+            SandboxCgroup.ValidateValues(_policy.Resources);
+            SandboxCgroup.NormalizeParent(_policy.Resources.CgroupParent);
         }
 
         try
@@ -85,6 +101,8 @@ internal sealed class SandboxRun : IReportSink
         }
         finally
         {
+            DisposeCgroupTasks();
+
             // Kills whatever is left in the cgroup (nothing, normally) and removes it.
             _cgroup?.Dispose();
         }
@@ -94,14 +112,13 @@ internal sealed class SandboxRun : IReportSink
 
     private async Task<Verdict> RunInSandboxAsync(CancellationToken cancellationToken)
     {
-        SeccompPrograms.Compiled? seccomp = _seccomp;
-        var extras = new PlanExtras { SeccompProgram = seccomp?.Program, SeccompFlags = seccomp?.Flags ?? 0 };
-        SandboxPlan plan = SandboxPlanner.Build(_policy, _command, HostIdentity.Current, extras);
+        HostIdentity identity = HostIdentity.Current;
+        byte[] setupPlan = SandboxPlanner.BuildSetup(_policy, identity, new PlanExtras());
 
         PreparedSandbox sandbox;
         try
         {
-            (sandbox, _prepared) = SandboxPool.Take(plan.Setup, poolable: true);
+            (sandbox, _prepared) = SandboxPool.Take(setupPlan, poolable: _usePool);
         }
         catch (ErrnoException e)
         {
@@ -109,18 +126,33 @@ internal sealed class SandboxRun : IReportSink
         }
 
         _sandbox = sandbox;
+
+        if (await PrepareAlongsideAsync(sandbox).ConfigureAwait(false) is Verdict notPrepared)
+        {
+            return notPrepared;
+        }
+
+        SeccompPrograms.Compiled? seccomp = _seccomp;
+        var extras = new PlanExtras
+        {
+            SeccompProgram = seccomp?.Program,
+            SeccompFlags = seccomp?.Flags ?? 0,
+            CgroupTasksFiles = _cgroup?.TasksFiles ?? [],
+        };
+        byte[] commandPlan = SandboxPlanner.BuildCommand(_policy, _command, identity, extras);
+
         var stdout = new OutputCollector(_policy.StdoutLimitBytes, _io.Stdout, () => Kill(KillReason.OutputLimit));
         var stderr = new OutputCollector(_policy.StderrLimitBytes, _io.Stderr, () => Kill(KillReason.OutputLimit));
 
-        // With a cgroup the command plan waits until the init has joined it (on REPORT_INIT_PID);
-        // without one it can go at once.
+        // The init joins v1 cgroups itself once it has the command plan, which can go at once; a v2
+        // cgroup is joined by writing the init's pid, so the plan then waits for REPORT_INIT_PID.
         lock (_gate)
         {
-            _commandPlan = plan.Command;
+            _commandPlan = commandPlan;
         }
 
         sandbox.Attach(this);
-        if (_cgroup is null)
+        if (_cgroup is null || _cgroup.PidJoinFiles.Count == 0)
         {
             SendCommandPlanOnce();
         }
@@ -134,7 +166,7 @@ internal sealed class SandboxRun : IReportSink
         await Task.WhenAll(_reportsClosed.Task, stdout.Closed, stderr.Closed).ConfigureAwait(false);
 
         // The report socket closes when the outer helper exits, so this wait is at most a moment.
-        int helperStatus = sandbox.Reap();
+        int helperStatus = await sandbox.Exited.ConfigureAwait(false);
         lock (_gate)
         {
             _timeoutTimer?.Dispose();
@@ -200,8 +232,42 @@ internal sealed class SandboxRun : IReportSink
     internal const string SeccompKillAction = "kill";
 
     /// <summary>
+    /// Does, while the helper builds <paramref name="sandbox"/>, what only the command plan needs:
+    /// loads a built-in seccomp profile and makes the run's cgroup, which the init joins once it
+    /// has the plan. When that fails, the sandbox is killed and reaped before the failure is
+    /// reported or thrown, so nothing of the run is left either way.
+    /// </summary>
+    private async Task<Verdict?> PrepareAlongsideAsync(PreparedSandbox sandbox)
+    {
+        Verdict? failed;
+        try
+        {
+            if (SeccompPrograms.IsBuiltIn(_policy.SeccompProfile))
+            {
+                _seccomp = SeccompPrograms.For(_policy.SeccompProfile);
+            }
+
+            failed = NeedsCgroup ? CreateCgroup() : null;
+        }
+        catch
+        {
+            sandbox.Discard();
+            await sandbox.Exited.ConfigureAwait(false);
+            throw;
+        }
+
+        if (failed is not null)
+        {
+            sandbox.Discard();
+            await sandbox.Exited.ConfigureAwait(false);
+        }
+
+        return failed;
+    }
+
+    /// <summary>
     /// Makes the run's cgroup, after removing any left by a Confine that died without cleaning up.
-    /// A limit the host cannot enforce fails the run here, before any process exists.
+    /// A limit the host cannot enforce fails the run here, before the command exists.
     /// </summary>
     private Verdict? CreateCgroup()
     {
@@ -229,6 +295,14 @@ internal sealed class SandboxRun : IReportSink
         catch (UnauthorizedAccessException e)
         {
             return SetupFailed("cgroup", null, "cgroup", $"cannot create the sandbox's cgroup: {e.Message}; run as root or delegate a cgroup subtree to this user");
+        }
+
+        if (OpenCgroupTasks() is Verdict cannotJoin)
+        {
+            DisposeCgroupTasks();
+            _cgroup.Dispose();
+            _cgroup = null;
+            return cannotJoin;
         }
 
         _weakened.AddRange(_cgroup.Unenforced.Select(u => $"cgroup limit not enforced: {u}"));
@@ -261,17 +335,55 @@ internal sealed class SandboxRun : IReportSink
     }
     private static long s_runCounter;
 
-    /// <summary>Puts the init into the run's cgroup; called on the init's pid report, before the command exists.</summary>
+    /// <summary>
+    /// Opens the v1 <c>tasks</c> files for the init, which joins through them itself: the kernel
+    /// checks the opener's credentials, and the init can no longer reach the host's paths by the
+    /// time it has its command plan.
+    /// </summary>
+    private Verdict? OpenCgroupTasks()
+    {
+        foreach (string tasks in _cgroup!.TasksFiles)
+        {
+            try
+            {
+                _cgroupTasks.Add(Posix.Open(tasks, Interop.O_WRONLY));
+            }
+            catch (ErrnoException e)
+            {
+                return SetupFailed("cgroup_join", e.Errno, tasks, $"cannot join the sandbox's cgroup: {e.Message}");
+            }
+        }
+
+        return null;
+    }
+
+    private void DisposeCgroupTasks()
+    {
+        lock (_gate)
+        {
+            foreach (SafeFileHandle handle in _cgroupTasks)
+            {
+                handle.Dispose();
+            }
+
+            _cgroupTasks.Clear();
+        }
+    }
+
+    /// <summary>
+    /// Puts the init into the run's v2 cgroup by pid; called on the init's pid report, before the
+    /// command exists. The v1 hierarchies the init joins itself.
+    /// </summary>
     private void JoinCgroup(long initPid)
     {
-        if (_cgroup is null)
+        if (_cgroup is null || _cgroup.PidJoinFiles.Count == 0)
         {
             return;
         }
 
         try
         {
-            foreach (string procs in _cgroup.ProcsFiles)
+            foreach (string procs in _cgroup.PidJoinFiles)
             {
                 File.WriteAllText(procs, initPid.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
@@ -299,7 +411,12 @@ internal sealed class SandboxRun : IReportSink
 
         if (plan is not null)
         {
-            _sandbox!.SendCommandPlan(plan);
+            lock (_gate)
+            {
+                _sandbox!.SendCommandPlan(plan, _cgroupTasks);
+            }
+
+            DisposeCgroupTasks();
         }
     }
 
@@ -316,15 +433,14 @@ internal sealed class SandboxRun : IReportSink
             // Often enough to stop within a few percent of the limit, never more than 20 times a second.
             TimeSpan period = TimeSpan.FromMilliseconds(Math.Clamp(cpuTime.TotalMilliseconds / 50, 10, 50));
             long limitNs = (long)(cpuTime.TotalMilliseconds * 1e6);
-            _cpuTimer = new Timer(
-                _ =>
+            _cpuTimer = SandboxClock.Shared.Start(
+                () =>
                 {
                     if (_cgroup.ReadCpuUsageNanoseconds() >= limitNs)
                     {
                         Kill(KillReason.CpuTime);
                     }
                 },
-                null,
                 period,
                 period);
         }
@@ -332,7 +448,7 @@ internal sealed class SandboxRun : IReportSink
         if (_io.OnUsage is Action<UsageSample> onUsage)
         {
             TimeSpan interval = _io.UsageInterval > TimeSpan.Zero ? _io.UsageInterval : TimeSpan.FromSeconds(1);
-            _usageTimer = new Timer(_ => onUsage(UsageSample.From(Stopwatch.GetElapsedTime(_startTimestamp), _cgroup.ReadUsage())), null, interval, interval);
+            _usageTimer = SandboxClock.Shared.Start(() => onUsage(UsageSample.From(Stopwatch.GetElapsedTime(_startTimestamp), _cgroup.ReadUsage())), interval, interval);
         }
     }
 
@@ -432,7 +548,7 @@ internal sealed class SandboxRun : IReportSink
                     _exec = report;
                     if (_policy.Timeout is TimeSpan timeout && _killReason == KillReason.None)
                     {
-                        _timeoutTimer = new Timer(_ => Kill(KillReason.Timeout), null, timeout, Timeout.InfiniteTimeSpan);
+                        _timeoutTimer = SandboxClock.Shared.Start(() => Kill(KillReason.Timeout), timeout, TimeSpan.Zero);
                     }
 
                     StartMonitors();

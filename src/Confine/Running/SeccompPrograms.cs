@@ -28,6 +28,9 @@ internal static class SeccompPrograms
     /// <summary>The profile name that turns syscall filtering off, as Docker's <c>seccomp=unconfined</c> does.</summary>
     public const string Unconfined = "unconfined";
 
+    /// <summary>Whether <paramref name="name"/> is built in: it needs no file, so it cannot be a bad policy.</summary>
+    public static bool IsBuiltIn(string name) => name is Unconfined or "default" or "strict" or "permissive";
+
     /// <summary>
     /// The compiled program for <paramref name="name"/>, or null for <see cref="Unconfined"/>; throws
     /// <see cref="PolicyException"/> for a bad one.

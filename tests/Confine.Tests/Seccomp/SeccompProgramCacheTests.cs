@@ -1,4 +1,4 @@
-using System.Security.Cryptography;
+using System.Buffers.Binary;
 using Confine.Running;
 using Confine.Seccomp;
 
@@ -33,6 +33,17 @@ public sealed class SeccompProgramCacheTests : IDisposable
     }
 
     [Fact]
+    public void GetOrCompile_PlainAndOtherIdentities_GetSeparateEntries()
+    {
+        SeccompProgramCache.GetOrCompile("builtin:strict", () => Compile(SeccompProfile.Strict), _directory);
+        SeccompProgramCache.GetOrCompile("file:{\"builtin:strict\"}", () => Compile(SeccompProfile.Default), _directory);
+        string[] names = [.. Directory.GetFiles(_directory, "*.bpf").Select(p => Path.GetFileName(p)).Order()];
+        Assert.Equal(2, names.Length);
+        Assert.Contains(names, n => n.Contains("_builtin_strict_", StringComparison.Ordinal));
+        Assert.Contains(names, n => n.Count(c => c == '_') == 1);
+    }
+
+    [Fact]
     public void GetOrCompile_TamperedEntry_IsIgnoredAndCompiledAfresh()
     {
         SeccompProgramCache.Entry genuine = SeccompProgramCache.GetOrCompile("test:default", () => Compile(SeccompProfile.Default), _directory);
@@ -46,7 +57,9 @@ public sealed class SeccompProgramCacheTests : IDisposable
 
         // An allow-everything program with a valid checksum, in a directory others could write.
         byte[] forged = [0, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0xff, 0x7f];
-        File.WriteAllBytes(entry, [.. SHA256.HashData(forged), .. forged]);
+        byte[] checksum = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(checksum, SeccompProgramCache.Checksum(forged));
+        File.WriteAllBytes(entry, [.. checksum, .. forged]);
         File.SetUnixFileMode(_directory, (UnixFileMode)0x1ff);
         Assert.Equal(genuine.Program, SeccompProgramCache.GetOrCompile("test:default", () => Compile(SeccompProfile.Default), _directory).Program);
     }
