@@ -228,7 +228,7 @@ internal sealed class CgroupHost
         // would keep the cgroup busy.
         string procs = Path.Join(directory, "cgroup.procs");
         if (!isRoot && CgroupFiles.HasPids(procs)
-            && !(directory == hierarchy.OwnDirectory && IsOnlyThisProcess(procs)))
+            && !(directory == hierarchy.OwnDirectory && HoldsOnlyThisProcessTree(procs)))
         {
             return placement with
             {
@@ -251,9 +251,54 @@ internal sealed class CgroupHost
         return placement with { CanCreateChild = true, NeedsEnabling = true };
     }
 
-    private static bool IsOnlyThisProcess(string procsFile) =>
-        (CgroupFiles.TryReadText(procsFile) ?? "").Split('\n', StringSplitOptions.RemoveEmptyEntries) is [string only]
-        && only == Environment.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    /// <summary>
+    /// Whether every process in the cgroup is this one or descends from it: its helpers, the sandboxes
+    /// being built (the helper spawns while the cgroup is made) and those prepared ahead.
+    /// </summary>
+    internal static bool HoldsOnlyThisProcessTree(string procsFile) => ProcessesIn(procsFile) is { } pids && pids.All(IsThisProcessOrDescendant);
+
+    /// <summary>The pids listed in a <c>cgroup.procs</c> file; null when it cannot be read.</summary>
+    internal static List<int>? ProcessesIn(string procsFile)
+    {
+        string? text = CgroupFiles.TryReadText(procsFile);
+        if (text is null)
+        {
+            return null;
+        }
+
+        var pids = new List<int>();
+        foreach (string line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            if (int.TryParse(line, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
+            {
+                pids.Add(pid);
+            }
+        }
+
+        return pids;
+    }
+
+    private static bool IsThisProcessOrDescendant(int pid)
+    {
+        // A few generations are enough: Confine, its helper, the sandbox's init.
+        for (int generation = 0; generation < 4 && pid > 1; generation++)
+        {
+            if (pid == Environment.ProcessId)
+            {
+                return true;
+            }
+
+            string? stat = CgroupFiles.TryReadText($"/proc/{pid.ToString(System.Globalization.CultureInfo.InvariantCulture)}/stat");
+            int close = stat?.LastIndexOf(')') ?? -1;
+            string[] fields = close < 0 ? [] : stat![(close + 2)..].Split(' ');
+            if (fields.Length < 2 || !int.TryParse(fields[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out pid))
+            {
+                return false;
+            }
+        }
+
+        return pid == Environment.ProcessId;
+    }
 
     private static HashSet<string> ReadWords(string path) =>
         [.. (CgroupFiles.TryReadText(path) ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)];

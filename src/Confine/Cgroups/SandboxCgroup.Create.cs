@@ -371,8 +371,25 @@ internal sealed partial class SandboxCgroup
             return false;
         }
 
-        string pid = Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
-        return CgroupFiles.Write(Path.Join(leaf, "cgroup.procs"), pid) == Interop.Error.None;
+        // Confine's own helpers and the sandboxes being built or prepared ahead go too: they are its
+        // processes, and any of them left behind would keep the cgroup busy.
+        string procs = Path.Join(ownDirectory, "cgroup.procs");
+        if (!CgroupHost.HoldsOnlyThisProcessTree(procs))
+        {
+            return false;
+        }
+
+        string leafProcs = Path.Join(leaf, "cgroup.procs");
+        foreach (int pid in CgroupHost.ProcessesIn(procs) ?? [])
+        {
+            Interop.Error moved = CgroupFiles.Write(leafProcs, pid.ToString(CultureInfo.InvariantCulture));
+            if (moved is not (Interop.Error.None or Interop.Error.ESRCH))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
     private static bool IsNeededByALimit(ResourceLimits limits, CgroupController controller) =>
