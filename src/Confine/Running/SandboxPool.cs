@@ -50,17 +50,30 @@ internal static class SandboxPool
                     }
                 }
             }
-
-            // Prepare the next one while this one runs.
-            Task refill = Task.Run(() => Refill(setupPlan));
-            lock (s_gate)
-            {
-                // A chain only while refills overlap: a long-running service must not grow one forever.
-                s_refilling = s_refilling.IsCompleted ? refill : Task.WhenAll(s_refilling, refill);
-            }
         }
 
         return taken is null ? (PreparedSandbox.Start(setupPlan), false) : (taken, true);
+    }
+
+    /// <summary>
+    /// Starts preparing a sandbox for the next run of <paramref name="setupPlan"/>, unless one waits
+    /// already. Called when a run has ended, not when it starts: building a sandbox is a burst of
+    /// kernel work (namespaces, mounts) that would compete for the CPUs with the run it is meant to
+    /// follow, and the run's latency is what its caller waits for.
+    /// </summary>
+    public static void Replenish(byte[] setupPlan)
+    {
+        if (!Enabled)
+        {
+            return;
+        }
+
+        Task refill = Task.Run(() => Refill(setupPlan));
+        lock (s_gate)
+        {
+            // A chain only while refills overlap: a long-running service must not grow one forever.
+            s_refilling = s_refilling.IsCompleted ? refill : Task.WhenAll(s_refilling, refill);
+        }
     }
 
     private static void Refill(byte[] setupPlan)

@@ -38,6 +38,7 @@ internal sealed class SandboxRun : IReportSink
     private readonly TaskCompletionSource _reportsClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private PreparedSandbox? _sandbox;
+    private byte[]? _setupPlan;
     private bool _prepared;
     private SandboxCgroup? _cgroup;
     private readonly List<SafeFileHandle> _cgroupTasks = [];
@@ -105,6 +106,12 @@ internal sealed class SandboxRun : IReportSink
 
             // Kills whatever is left in the cgroup (nothing, normally) and removes it.
             _cgroup?.Dispose();
+
+            // The next run of this policy finds its sandbox built, or being built.
+            if (_setupPlan is not null)
+            {
+                SandboxPool.Replenish(_setupPlan);
+            }
         }
     }
 
@@ -119,6 +126,7 @@ internal sealed class SandboxRun : IReportSink
         try
         {
             (sandbox, _prepared) = SandboxPool.Take(setupPlan, poolable: _usePool);
+            _setupPlan = _usePool ? setupPlan : null;
         }
         catch (ErrnoException e)
         {
