@@ -26,6 +26,22 @@ public static class Sandbox
     }
 
     /// <summary>
+    /// Starts building a sandbox for <paramref name="policy"/> before any command is known, for a
+    /// run that is about to come (a service at start-up, before its first request), so that even
+    /// the first run finds its sandbox built. The next <see cref="RunAsync"/> whose policy builds the same sandbox
+    /// (the same namespaces, ids, mounts and host name; limits, seccomp and the command may differ)
+    /// takes it and only starts its command, whatever <see cref="PrepareAhead"/> says. Returns once
+    /// the helper has started; the sandbox is built in the background. At most one waits per kind
+    /// of sandbox, and it is discarded after 30 s unused.
+    /// </summary>
+    /// <exception cref="PolicyException">The policy is not valid.</exception>
+    public static void Prepare(SandboxPolicy policy)
+    {
+        PolicyValidator.Validate(policy);
+        SandboxPool.Prepare(Planning.SandboxPlanner.BuildSetup(policy, Planning.HostIdentity.Current, new Planning.PlanExtras()));
+    }
+
+    /// <summary>
     /// Runs <paramref name="command"/> (argv; the program is looked up in the policy's PATH inside the
     /// sandbox) under <paramref name="policy"/> and returns how it ended. A problem with the policy or
     /// command throws <see cref="PolicyException"/> before anything is created, except a limit only

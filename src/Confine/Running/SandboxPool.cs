@@ -10,8 +10,9 @@ namespace Confine.Running;
 /// A run with a cgroup can use one too: the setup plan holds nothing of the cgroup, which the init
 /// joins only once the command plan comes (with the v1 descriptors, or after its pid was written
 /// into the v2 cgroup). At most one
-/// sandbox waits per setup plan, for <see cref="MaxKinds"/> plans, and each is discarded after
-/// <see cref="IdleLifetime"/> unused; all die with the process, like every sandbox.
+/// sandbox waits per setup plan, for <see cref="MaxKinds"/> plans (a new one pushes out the one
+/// that has waited longest), and each is discarded after <see cref="IdleLifetime"/> unused; all
+/// die with the process, like every sandbox.
 /// </remarks>
 internal static class SandboxPool
 {
@@ -30,7 +31,7 @@ internal static class SandboxPool
     public static (PreparedSandbox Sandbox, bool Prepared) Take(byte[] setupPlan, bool poolable)
     {
         PreparedSandbox? taken = null;
-        if (poolable && Enabled)
+        if (poolable)
         {
             lock (s_gate)
             {
@@ -76,7 +77,16 @@ internal static class SandboxPool
         }
     }
 
-    private static void Refill(byte[] setupPlan)
+    /// <summary>
+    /// Starts building a sandbox for <paramref name="setupPlan"/> now, whether or not runs prepare
+    /// ahead by themselves (<see cref="Enabled"/>), unless one waits already; returns once its helper
+    /// has started.
+    /// </summary>
+    public static void Prepare(byte[] setupPlan) => Refill(setupPlan, asked: true);
+
+    private static void Refill(byte[] setupPlan) => Refill(setupPlan, asked: false);
+
+    private static void Refill(byte[] setupPlan, bool asked)
     {
         PreparedSandbox sandbox;
         try
@@ -91,12 +101,20 @@ internal static class SandboxPool
 
         lock (s_gate)
         {
-            bool full = s_idle.Any(e => e.Plan.AsSpan().SequenceEqual(setupPlan))
-                || s_idle.Select(e => e.Plan).Distinct().Count() >= MaxKinds;
-            if (full || !Enabled)
+            if (!(Enabled || asked) || s_idle.Any(e => e.Plan.AsSpan().SequenceEqual(setupPlan)))
             {
                 sandbox.Discard();
                 return;
+            }
+
+            // The policies run (or asked for) last are the likeliest to run next: the sandbox that
+            // has waited longest makes room.
+            if (s_idle.Count >= MaxKinds)
+            {
+                Entry oldest = s_idle[0];
+                s_idle.RemoveAt(0);
+                oldest.Expiry.Dispose();
+                oldest.Sandbox.Discard();
             }
 
             Entry? entry = null;

@@ -1,0 +1,76 @@
+using Confine.Running;
+
+namespace Confine.Tests.Running;
+
+/// <summary>
+/// Sandboxes built ahead of their run: by a previous run of the same policy, or asked for with
+/// <see cref="Sandbox.Prepare"/>. Each test uses a host name of its own, so that no other test's run
+/// can take the sandbox it prepared, and the class runs alone, so that no other test's sandboxes
+/// push it out of the pool.
+/// </summary>
+[Collection(IoLoopStallCollection.Name)]
+[Trait("Category", "Run")]
+public sealed class SandboxPoolTests
+{
+    private static SandboxPolicy PolicyOfItsOwn() =>
+        SandboxPolicy.Default with { Hostname = $"pool-{Guid.NewGuid():N}"[..20] };
+
+    [Fact]
+    public async Task Run_AfterARunOfTheSamePolicy_FindsItsSandboxPreparedAhead()
+    {
+        SandboxPolicy policy = PolicyOfItsOwn();
+
+        Verdict first = await Sandbox.RunAsync(policy, ["true"]);
+        // The next sandbox is built once a run has ended, in the background; wait for it here.
+        await SandboxPool.SettledAsync();
+        Verdict second = await Sandbox.RunAsync(policy, ["cat", "/proc/sys/kernel/hostname"]);
+
+        Assert.Equal(VerdictStatus.Ok, first.Status);
+        Assert.False(first.PreparedAhead);
+        Assert.Equal(VerdictStatus.Ok, second.Status);
+        Assert.True(second.PreparedAhead);
+        Assert.Equal(policy.Hostname + "\n", second.Stdout.Text);
+    }
+
+    [Fact]
+    public async Task Prepare_ThenRun_TakesThePreparedSandbox()
+    {
+        SandboxPolicy policy = PolicyOfItsOwn();
+
+        Sandbox.Prepare(policy);
+        await SandboxPool.SettledAsync();
+        // Limits, seccomp and the command are not part of the sandbox that was built ahead.
+        Verdict verdict = await Sandbox.RunAsync(
+            policy with { Timeout = TimeSpan.FromSeconds(20), SeccompProfile = "strict" },
+            ["cat", "/proc/sys/kernel/hostname"]);
+
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.True(verdict.PreparedAhead);
+        Assert.Equal(policy.Hostname + "\n", verdict.Stdout.Text);
+    }
+
+    [Fact]
+    public async Task Prepare_ThenRunADifferentSandbox_BuildsItsOwn()
+    {
+        SandboxPolicy prepared = PolicyOfItsOwn();
+        SandboxPolicy other = prepared with { Hostname = prepared.Hostname + "x" };
+
+        Sandbox.Prepare(prepared);
+        await SandboxPool.SettledAsync();
+        Verdict verdict = await Sandbox.RunAsync(other, ["cat", "/proc/sys/kernel/hostname"]);
+
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.False(verdict.PreparedAhead);
+        Assert.Equal(other.Hostname + "\n", verdict.Stdout.Text);
+    }
+
+    [Fact]
+    public void Prepare_InvalidPolicy_ThrowsBeforeAnythingStarts()
+    {
+        SandboxPolicy policy = SandboxPolicy.Default with { Hostname = "not a host name" };
+
+        PolicyException error = Assert.Throws<PolicyException>(() => Sandbox.Prepare(policy));
+
+        Assert.Contains("hostname", error.Message);
+    }
+}
