@@ -161,6 +161,18 @@ internal static class SandboxPool
         await Task.WhenAll(entries.Select(e => e.Sandbox.Settled)).ConfigureAwait(false);
     }
 
+    /// <summary>How many sandboxes wait to be taken.</summary>
+    internal static int WaitingCount
+    {
+        get
+        {
+            lock (s_gate)
+            {
+                return s_idle.Count;
+            }
+        }
+    }
+
     /// <summary>Discards every prepared sandbox.</summary>
     public static void Clear()
     {

@@ -65,6 +65,69 @@ public sealed class SandboxPoolTests
     }
 
     [Fact]
+    public async Task Prepare_MorePoliciesThanThePoolHolds_KeepsTheNewestAndEndsTheOthers()
+    {
+        SandboxPolicy[] policies = [.. Enumerable.Range(0, SandboxPool.MaxKinds + 2).Select(_ => PolicyOfItsOwn())];
+        int helpersBefore = OwnHelperChildren().Count;
+
+        foreach (SandboxPolicy policy in policies)
+        {
+            Sandbox.Prepare(policy);
+        }
+
+        await SandboxPool.SettledAsync();
+        Assert.True(SandboxPool.WaitingCount <= SandboxPool.MaxKinds, $"{SandboxPool.WaitingCount} sandboxes wait");
+        // The two pushed out are killed and reaped by the I/O loop, not left behind.
+        await WaitUntil(() => OwnHelperChildren().Count <= helpersBefore + SandboxPool.MaxKinds);
+
+        Verdict newest = await Sandbox.RunAsync(policies[^1], ["true"]);
+        Verdict oldest = await Sandbox.RunAsync(policies[0], ["true"]);
+        Assert.True(newest.PreparedAhead);
+        Assert.False(oldest.PreparedAhead);
+    }
+
+    /// <summary>The helpers this process started that are still there (alive or not yet reaped).</summary>
+    private static List<int> OwnHelperChildren()
+    {
+        var found = new List<int>();
+        foreach (string directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), out int pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                string stat = File.ReadAllText(Path.Combine(directory, "stat"));
+                int close = stat.LastIndexOf(')');
+                string name = stat[(stat.IndexOf('(') + 1)..close];
+                string[] fields = stat[(close + 2)..].Split(' ');
+                if (name == "confine-helper" && int.Parse(fields[1]) == Environment.ProcessId)
+                {
+                    found.Add(pid);
+                }
+            }
+            catch (IOException)
+            {
+                // The process ended while it was being read.
+            }
+        }
+
+        return found;
+    }
+
+    private static async Task WaitUntil(Func<bool> condition)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), "timed out waiting for the pushed-out helpers to end");
+            await Task.Delay(20);
+        }
+    }
+
+    [Fact]
     public void Prepare_InvalidPolicy_ThrowsBeforeAnythingStarts()
     {
         SandboxPolicy policy = SandboxPolicy.Default with { Hostname = "not a host name" };
