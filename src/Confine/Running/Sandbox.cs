@@ -32,7 +32,9 @@ public static class Sandbox
     /// (the same namespaces, ids, mounts and host name; limits, seccomp and the command may differ)
     /// takes it and only starts its command, whatever <see cref="PrepareAhead"/> says. Returns once
     /// the helper has started; the sandbox is built in the background. At most one waits per kind
-    /// of sandbox, and it is discarded after 30 s unused.
+    /// of sandbox, and it is discarded after 30 s unused. A sandbox that cannot be built (a bind
+    /// source that is missing, a host without user namespaces) is not reported here: the run that
+    /// takes it reports the failure in its verdict, as it would have without it.
     /// </summary>
     /// <exception cref="PolicyException">The policy is not valid.</exception>
     public static void Prepare(SandboxPolicy policy)
