@@ -110,7 +110,7 @@ internal sealed class SandboxRun : IReportSink
             // The next run of this policy finds its sandbox built, or being built.
             if (_setupPlan is not null)
             {
-                SandboxPool.Replenish(_setupPlan);
+                SandboxPool.Replenish(_setupPlan, SandboxPlanner.BindSources(_policy));
             }
         }
     }
@@ -125,7 +125,7 @@ internal sealed class SandboxRun : IReportSink
         PreparedSandbox sandbox;
         try
         {
-            (sandbox, _prepared) = SandboxPool.Take(setupPlan, poolable: _usePool);
+            (sandbox, _prepared) = SandboxPool.Take(setupPlan, SandboxPlanner.BindSources(_policy), poolable: _usePool);
             _setupPlan = _usePool ? setupPlan : null;
         }
         catch (ErrnoException e)
