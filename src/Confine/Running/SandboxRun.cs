@@ -107,8 +107,10 @@ internal sealed class SandboxRun : IReportSink
             // Kills whatever is left in the cgroup (nothing, normally) and removes it.
             _cgroup?.Dispose();
 
-            // The next run of this policy finds its sandbox built, or being built.
-            if (_setupPlan is not null)
+            // The next run of this policy finds its sandbox built, or being built. Not after a sandbox
+            // that could not be built: the next would fail the same way, and only take the pool's
+            // place from a policy that works.
+            if (_setupPlan is not null && _sandbox?.IsReady == true)
             {
                 SandboxPool.Replenish(_setupPlan, SandboxPlanner.BindSources(_policy));
             }

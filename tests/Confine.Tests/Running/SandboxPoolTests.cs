@@ -120,6 +120,25 @@ public sealed class SandboxPoolTests
         }
     }
 
+    [Fact]
+    public async Task Run_WhoseSandboxCannotBeBuilt_LeavesNoneWaitingForTheNextRun()
+    {
+        // /usr is a read-only bind, so the mount point cannot be made: setup fails at its mount step.
+        SandboxPolicy policy = PolicyOfItsOwn() with
+        {
+            Binds = [new BindMount("/etc/hostname", "/usr/no-such-file-here")],
+        };
+        await SandboxPool.SettledAsync();
+        SandboxPool.Clear();
+
+        Verdict verdict = await Sandbox.RunAsync(policy, ["true"]);
+        await SandboxPool.SettledAsync();
+
+        Assert.Equal(VerdictStatus.SetupFailed, verdict.Status);
+        Assert.Equal("mount", verdict.Error!.Step);
+        Assert.Equal(0, SandboxPool.WaitingCount);
+    }
+
     /// <summary>A directory the sandbox's root can read, holding one file, <c>answer</c>.</summary>
     private static void FillJobDirectory(string job, string answer)
     {
