@@ -12,6 +12,8 @@ internal static unsafe partial class Interop
     internal const uint STATX_TYPE = 0x1;
     internal const uint STATX_MODE = 0x2;
     internal const uint STATX_UID = 0x8;
+    internal const uint STATX_INO = 0x100;
+    internal const uint STATX_BTIME = 0x800;
     internal const int AT_SYMLINK_NOFOLLOW = 0x100;
     internal const ushort S_IFMT = 0xF000;
     internal const ushort S_IFBLK = 0x6000;
@@ -20,8 +22,12 @@ internal static unsafe partial class Interop
     [StructLayout(LayoutKind.Explicit, Size = 256)]
     internal struct Statx
     {
+        [FieldOffset(0)] public uint Mask;
         [FieldOffset(20)] public uint Uid;
         [FieldOffset(28)] public ushort Mode;
+        [FieldOffset(32)] public ulong Inode;
+        [FieldOffset(80)] public long BirthSeconds;
+        [FieldOffset(88)] public uint BirthNanoseconds;
         [FieldOffset(128)] public uint RdevMajor;
         [FieldOffset(132)] public uint RdevMinor;
         [FieldOffset(136)] public uint DevMajor;

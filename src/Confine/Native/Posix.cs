@@ -150,6 +150,28 @@ internal static unsafe class Posix
             : null;
     }
 
+    /// <summary>
+    /// Which file <paramref name="path"/> names now, through symbolic links as a bind follows them;
+    /// null if it cannot be looked up.
+    /// </summary>
+    public static FileIdentity? IdentityOf(string path)
+    {
+        Interop.Statx buffer;
+        if (Interop.statx(Interop.AT_FDCWD, path, 0, Interop.STATX_INO | Interop.STATX_BTIME, &buffer) != 0)
+        {
+            return null;
+        }
+
+        // A file system that keeps no birth time leaves it out of the mask, and the inode alone decides.
+        bool born = (buffer.Mask & Interop.STATX_BTIME) != 0;
+        return new FileIdentity(
+            buffer.DevMajor,
+            buffer.DevMinor,
+            buffer.Inode,
+            born ? buffer.BirthSeconds : 0,
+            born ? buffer.BirthNanoseconds : 0);
+    }
+
     public static string StrError(int errno) => Marshal.PtrToStringUTF8(Interop.strerror(errno)) ?? $"errno {errno}";
 
     public static int Check(int result, string what)

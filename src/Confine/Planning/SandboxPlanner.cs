@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using Confine.Native;
 using static Confine.Native.HelperProtocol;
 
@@ -75,6 +76,10 @@ internal static class SandboxPlanner
 
         return plan.WrittenSpan.ToArray();
     }
+
+    /// <summary>The host paths the setup plan binds into the sandbox.</summary>
+    public static ImmutableArray<string> BindSources(SandboxPolicy policy) =>
+        [.. policy.SystemPaths, .. policy.Binds.Select(b => b.Source)];
 
     /// <summary>The command plan: what runs in the sandbox, as whom, and under which filters.</summary>
     public static byte[] BuildCommand(SandboxPolicy policy, IReadOnlyList<string> command, HostIdentity host, PlanExtras extras)

@@ -1,3 +1,6 @@
+using System.Collections.Immutable;
+using Confine.Native;
+
 namespace Confine.Running;
 
 /// <summary>
@@ -13,6 +16,10 @@ namespace Confine.Running;
 /// sandbox waits per setup plan, for <see cref="MaxKinds"/> plans (a new one pushes out the one
 /// that has waited longest), and each is discarded after <see cref="IdleLifetime"/> unused; all
 /// die with the process, like every sandbox.
+/// A bind holds the file it was made from, not its path. A prepared sandbox is taken only while each
+/// of its bind sources is still the file it was built from: one removed and made again since (a
+/// judge that empties its job directory between runs), or renamed over, would show the run the old
+/// one, empty once removed, where a sandbox built for the run shows the new one.
 /// </remarks>
 internal static class SandboxPool
 {
@@ -27,12 +34,17 @@ internal static class SandboxPool
     /// <summary>Whether runs leave a sandbox prepared for the next run of the same policy.</summary>
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("CONFINE_PREPARE_AHEAD") != "0";
 
-    /// <summary>A sandbox for <paramref name="setupPlan"/>: a prepared one if there is one, else a new one.</summary>
-    public static (PreparedSandbox Sandbox, bool Prepared) Take(byte[] setupPlan, bool poolable)
+    /// <summary>
+    /// A sandbox for <paramref name="setupPlan"/>, which binds <paramref name="bindSources"/>: a
+    /// prepared one if there is one, else a new one.
+    /// </summary>
+    public static (PreparedSandbox Sandbox, bool Prepared) Take(
+        byte[] setupPlan, ImmutableArray<string> bindSources, bool poolable)
     {
         PreparedSandbox? taken = null;
         if (poolable)
         {
+            ImmutableArray<FileIdentity?> sources = IdentitiesOf(bindSources);
             lock (s_gate)
             {
                 int index = s_idle.FindIndex(e => e.Plan.AsSpan().SequenceEqual(setupPlan));
@@ -41,7 +53,7 @@ internal static class SandboxPool
                     Entry entry = s_idle[index];
                     s_idle.RemoveAt(index);
                     entry.Expiry.Dispose();
-                    if (!entry.Sandbox.HasFailed)
+                    if (!entry.Sandbox.HasFailed && entry.Sources.SequenceEqual(sources))
                     {
                         taken = entry.Sandbox;
                     }
@@ -62,14 +74,14 @@ internal static class SandboxPool
     /// kernel work (namespaces, mounts) that would compete for the CPUs with the run it is meant to
     /// follow, and the run's latency is what its caller waits for.
     /// </summary>
-    public static void Replenish(byte[] setupPlan)
+    public static void Replenish(byte[] setupPlan, ImmutableArray<string> bindSources)
     {
         if (!Enabled)
         {
             return;
         }
 
-        Task refill = Task.Run(() => Refill(setupPlan));
+        Task refill = Task.Run(() => Refill(setupPlan, bindSources, asked: false));
         lock (s_gate)
         {
             // A chain only while refills overlap: a long-running service must not grow one forever.
@@ -82,12 +94,14 @@ internal static class SandboxPool
     /// ahead by themselves (<see cref="Enabled"/>), unless one waits already; returns once its helper
     /// has started.
     /// </summary>
-    public static void Prepare(byte[] setupPlan) => Refill(setupPlan, asked: true);
+    public static void Prepare(byte[] setupPlan, ImmutableArray<string> bindSources) =>
+        Refill(setupPlan, bindSources, asked: true);
 
-    private static void Refill(byte[] setupPlan) => Refill(setupPlan, asked: false);
-
-    private static void Refill(byte[] setupPlan, bool asked)
+    private static void Refill(byte[] setupPlan, ImmutableArray<string> bindSources, bool asked)
     {
+        // Looked up before the helper opens them: a source replaced in between is then no longer
+        // what was recorded, and no run takes the sandbox.
+        ImmutableArray<FileIdentity?> sources = IdentitiesOf(bindSources);
         PreparedSandbox sandbox;
         try
         {
@@ -101,10 +115,26 @@ internal static class SandboxPool
 
         lock (s_gate)
         {
-            if (!(Enabled || asked) || s_idle.Any(e => e.Plan.AsSpan().SequenceEqual(setupPlan)))
+            if (!(Enabled || asked))
             {
                 sandbox.Discard();
                 return;
+            }
+
+            int waiting = s_idle.FindIndex(e => e.Plan.AsSpan().SequenceEqual(setupPlan));
+            if (waiting >= 0)
+            {
+                Entry existing = s_idle[waiting];
+                if (existing.Sources.SequenceEqual(sources))
+                {
+                    sandbox.Discard();
+                    return;
+                }
+
+                // Built on sources that have been replaced since: no run would take it.
+                s_idle.RemoveAt(waiting);
+                existing.Expiry.Dispose();
+                existing.Sandbox.Discard();
             }
 
             // The policies run (or asked for) last are the likeliest to run next: the sandbox that
@@ -119,7 +149,7 @@ internal static class SandboxPool
 
             Entry? entry = null;
             var expiry = new Timer(_ => Expire(entry!), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-            entry = new Entry(setupPlan, sandbox, expiry);
+            entry = new Entry(setupPlan, sources, sandbox, expiry);
             s_idle.Add(entry);
             expiry.Change(IdleLifetime, Timeout.InfiniteTimeSpan);
         }
@@ -190,5 +220,9 @@ internal static class SandboxPool
         }
     }
 
-    private sealed record Entry(byte[] Plan, PreparedSandbox Sandbox, Timer Expiry);
+    private static ImmutableArray<FileIdentity?> IdentitiesOf(ImmutableArray<string> paths) =>
+        [.. paths.Select(Posix.IdentityOf)];
+
+    private sealed record Entry(
+        byte[] Plan, ImmutableArray<FileIdentity?> Sources, PreparedSandbox Sandbox, Timer Expiry);
 }

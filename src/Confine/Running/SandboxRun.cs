@@ -107,10 +107,12 @@ internal sealed class SandboxRun : IReportSink
             // Kills whatever is left in the cgroup (nothing, normally) and removes it.
             _cgroup?.Dispose();
 
-            // The next run of this policy finds its sandbox built, or being built.
-            if (_setupPlan is not null)
+            // The next run of this policy finds its sandbox built, or being built. Not after a sandbox
+            // that could not be built: the next would fail the same way, and only take the pool's
+            // place from a policy that works.
+            if (_setupPlan is not null && _sandbox?.IsReady == true)
             {
-                SandboxPool.Replenish(_setupPlan);
+                SandboxPool.Replenish(_setupPlan, SandboxPlanner.BindSources(_policy));
             }
         }
     }
@@ -125,7 +127,7 @@ internal sealed class SandboxRun : IReportSink
         PreparedSandbox sandbox;
         try
         {
-            (sandbox, _prepared) = SandboxPool.Take(setupPlan, poolable: _usePool);
+            (sandbox, _prepared) = SandboxPool.Take(setupPlan, SandboxPlanner.BindSources(_policy), poolable: _usePool);
             _setupPlan = _usePool ? setupPlan : null;
         }
         catch (ErrnoException e)

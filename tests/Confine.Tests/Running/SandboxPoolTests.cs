@@ -65,6 +65,90 @@ public sealed class SandboxPoolTests
     }
 
     [Fact]
+    public async Task Run_AfterItsBindSourceWasRemovedAndMadeAgain_SeesTheNewOne()
+    {
+        string parent = Directory.CreateTempSubdirectory("confine-pool-").FullName;
+        string job = Path.Combine(parent, "job");
+        try
+        {
+            File.SetUnixFileMode(parent, (UnixFileMode)0x1ed);
+            FillJobDirectory(job, "first\n");
+            SandboxPolicy policy = PolicyOfItsOwn() with { Binds = [new BindMount(job, "/job")] };
+            Sandbox.Prepare(policy);
+            await SandboxPool.SettledAsync();
+
+            // As a judge empties its job directory between runs; ext4 gives the new one the old inode.
+            Directory.Delete(job, recursive: true);
+            FillJobDirectory(job, "second\n");
+            Verdict verdict = await Sandbox.RunAsync(policy, ["cat", "/job/answer"]);
+
+            Assert.Equal(VerdictStatus.Ok, verdict.Status);
+            Assert.Equal("second\n", verdict.Stdout.Text);
+            Assert.False(verdict.PreparedAhead);
+        }
+        finally
+        {
+            Directory.Delete(parent, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Run_AfterFilesChangedInsideItsBindSource_TakesThePreparedSandbox()
+    {
+        string parent = Directory.CreateTempSubdirectory("confine-pool-").FullName;
+        string job = Path.Combine(parent, "job");
+        try
+        {
+            File.SetUnixFileMode(parent, (UnixFileMode)0x1ed);
+            FillJobDirectory(job, "first\n");
+            SandboxPolicy policy = PolicyOfItsOwn() with { Binds = [new BindMount(job, "/job")] };
+            Sandbox.Prepare(policy);
+            await SandboxPool.SettledAsync();
+
+            // The directory stays the one the sandbox binds, so the sandbox sees what changed in it.
+            File.Delete(Path.Combine(job, "answer"));
+            File.WriteAllText(Path.Combine(job, "answer"), "second\n");
+            Verdict verdict = await Sandbox.RunAsync(policy, ["cat", "/job/answer"]);
+
+            Assert.Equal(VerdictStatus.Ok, verdict.Status);
+            Assert.Equal("second\n", verdict.Stdout.Text);
+            Assert.True(verdict.PreparedAhead);
+        }
+        finally
+        {
+            Directory.Delete(parent, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Run_WhoseSandboxCannotBeBuilt_LeavesNoneWaitingForTheNextRun()
+    {
+        // /usr is a read-only bind, so the mount point cannot be made: setup fails at its mount step.
+        SandboxPolicy policy = PolicyOfItsOwn() with
+        {
+            Binds = [new BindMount("/etc/hostname", "/usr/no-such-file-here")],
+        };
+        await SandboxPool.SettledAsync();
+        SandboxPool.Clear();
+
+        Verdict verdict = await Sandbox.RunAsync(policy, ["true"]);
+        await SandboxPool.SettledAsync();
+
+        Assert.Equal(VerdictStatus.SetupFailed, verdict.Status);
+        Assert.Equal("mount", verdict.Error!.Step);
+        Assert.Equal(0, SandboxPool.WaitingCount);
+    }
+
+    /// <summary>A directory the sandbox's root can read, holding one file, <c>answer</c>.</summary>
+    private static void FillJobDirectory(string job, string answer)
+    {
+        Directory.CreateDirectory(job);
+        File.SetUnixFileMode(job, (UnixFileMode)0x1ed);
+        File.WriteAllText(Path.Combine(job, "answer"), answer);
+        File.SetUnixFileMode(Path.Combine(job, "answer"), (UnixFileMode)0x1a4);
+    }
+
+    [Fact]
     public async Task Prepare_MorePoliciesThanThePoolHolds_KeepsTheNewestAndEndsTheOthers()
     {
         SandboxPolicy[] policies = [.. Enumerable.Range(0, SandboxPool.MaxKinds + 2).Select(_ => PolicyOfItsOwn())];
