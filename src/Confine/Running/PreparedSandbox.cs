@@ -31,6 +31,11 @@ internal sealed unsafe class PreparedSandbox
 
     public int HelperPid { get; }
 
+    /// <summary>How many helpers this process has started, for tests of what starts one.</summary>
+    internal static long StartedCount => Interlocked.Read(ref s_startedCount);
+
+    private static long s_startedCount;
+
     public SafeFileHandle Stdin { get; }
 
     public SafeFileHandle Stdout { get; }
@@ -76,6 +81,7 @@ internal sealed unsafe class PreparedSandbox
             try
             {
                 pid = HelperProcess.Spawn([stdinRead, stdoutWrite, stderrWrite, planFile, reportTheirs, lifelineRead]);
+                Interlocked.Increment(ref s_startedCount);
             }
             catch
             {

@@ -102,6 +102,15 @@ internal static class SandboxPool
         // Looked up before the helper opens them: a source replaced in between is then no longer
         // what was recorded, and no run takes the sandbox.
         ImmutableArray<FileIdentity?> sources = IdentitiesOf(bindSources);
+        lock (s_gate)
+        {
+            // One that waits already would be kept and the new one thrown away: do not build it.
+            if (!(Enabled || asked) || s_idle.Any(e => e.Plan.AsSpan().SequenceEqual(setupPlan) && e.Sources.SequenceEqual(sources)))
+            {
+                return;
+            }
+        }
+
         PreparedSandbox sandbox;
         try
         {

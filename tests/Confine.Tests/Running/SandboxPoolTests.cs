@@ -212,6 +212,24 @@ public sealed class SandboxPoolTests
     }
 
     [Fact]
+    public async Task Prepare_WhileOneWaits_StartsNoOtherHelper()
+    {
+        SandboxPolicy policy = PolicyOfItsOwn();
+        Sandbox.Prepare(policy);
+        await SandboxPool.SettledAsync();
+        long started = PreparedSandbox.StartedCount;
+
+        for (int i = 0; i < 5; i++)
+        {
+            Sandbox.Prepare(policy);
+        }
+
+        Assert.Equal(started, PreparedSandbox.StartedCount);
+        Verdict verdict = await Sandbox.RunAsync(policy, ["true"]);
+        Assert.True(verdict.PreparedAhead);
+    }
+
+    [Fact]
     public void Prepare_InvalidPolicy_ThrowsBeforeAnythingStarts()
     {
         SandboxPolicy policy = SandboxPolicy.Default with { Hostname = "not a host name" };
