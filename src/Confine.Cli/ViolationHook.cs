@@ -8,10 +8,9 @@ namespace Confine.Cli;
 /// user, once per recorded violation, with the violation as one line of JSON on its standard input.
 /// </summary>
 /// <remarks>
-/// Violations arrive on the seccomp notifier's thread, and the sandbox's next refused call waits
-/// until that thread is free again; so they are queued here and the hooks run one at a time on a
-/// task of their own. A slow or hanging hook delays only other hooks, and each is given
-/// <see cref="HookTimeout"/> before it is killed.
+/// Violations arrive from the library one at a time, and the next waits until this handler returns;
+/// so they are queued here and the hooks run one at a time on a task of their own. A slow or hanging
+/// hook delays only other hooks, and each is given <see cref="HookTimeout"/> before it is killed.
 /// </remarks>
 internal sealed class ViolationHook
 {

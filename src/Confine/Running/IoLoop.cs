@@ -30,9 +30,10 @@ internal sealed unsafe class IoLoop
     /// <summary>
     /// Watches <paramref name="handle"/> (made non-blocking) and calls <paramref name="onReadable"/> on
     /// the loop's thread whenever it can be read or has hung up. The callback returns false once it
-    /// has seen end-of-file; the handle is then removed and disposed.
+    /// has seen end-of-file; the handle is then removed and disposed. Returns the registration, for
+    /// <see cref="Unregister"/>.
     /// </summary>
-    public void Register(SafeFileHandle handle, Func<SafeFileHandle, bool> onReadable)
+    public ulong Register(SafeFileHandle handle, Func<SafeFileHandle, bool> onReadable)
     {
         Posix.SetNonBlocking(handle);
         ulong id = (ulong)Interlocked.Increment(ref _nextId);
@@ -46,6 +47,22 @@ internal sealed unsafe class IoLoop
             int errno = Marshal.GetLastPInvokeError();
             _registrations.TryRemove(id, out _);
             throw new ErrnoException(errno, "epoll_ctl(EPOLL_CTL_ADD)");
+        }
+
+        return id;
+    }
+
+    /// <summary>
+    /// Stops watching a registration, without disposing its handle: the caller still owns it, and
+    /// must keep it open until this returns, so that the descriptor removed is still the one that
+    /// was added. A callback already under way on the loop's thread may still finish; later events
+    /// are dropped.
+    /// </summary>
+    public void Unregister(ulong id)
+    {
+        if (_registrations.TryRemove(id, out Registration? registration))
+        {
+            Interop.epoll_ctl(_epoll, Interop.EPOLL_CTL_DEL, (int)registration.Handle.DangerousGetHandle(), null);
         }
     }
 
@@ -87,9 +104,10 @@ internal sealed unsafe class IoLoop
                     keep = false;
                 }
 
-                if (!keep)
+                // Only while it is still registered: after Unregister its owner may have closed the
+                // descriptor, and the number may already name another registration's.
+                if (!keep && _registrations.TryRemove(id, out _))
                 {
-                    _registrations.TryRemove(id, out _);
                     int fd = (int)registration.Handle.DangerousGetHandle();
                     Interop.epoll_ctl(_epoll, Interop.EPOLL_CTL_DEL, fd, null);
                     registration.Handle.Dispose();

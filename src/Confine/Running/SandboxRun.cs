@@ -192,7 +192,9 @@ internal sealed class SandboxRun : IReportSink
         ImmutableArray<Violation> violations = [];
         if (_notifier is not null)
         {
+            // The violations it announced reach the caller's handlers (and hooks) before the verdict.
             _notifier.Stop();
+            await _notifier.Completion.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             violations = _notifier.Violations;
             _notifier.Dispose();
         }
@@ -515,7 +517,8 @@ internal sealed class SandboxRun : IReportSink
 
         // Answered from now on: a recorded call waits in the kernel until the notifier replies.
         var notifier = new SeccompNotifier(descriptor);
-        notifier.Recorded += OnViolation;
+        notifier.Answered += OnViolationAnswered;
+        notifier.Recorded += Announce;
         lock (_gate)
         {
             _notifier = notifier;
@@ -524,9 +527,9 @@ internal sealed class SandboxRun : IReportSink
         notifier.Start();
     }
 
-    private void OnViolation(Violation violation)
+    /// <summary>On the I/O loop's thread, the moment the call was refused: a policy that ends the run on a violation ends it now.</summary>
+    private void OnViolationAnswered(Violation violation)
     {
-        Announce(violation);
         if (_policy.OnViolation == ViolationAction.Kill)
         {
             Kill(KillReason.Violation);

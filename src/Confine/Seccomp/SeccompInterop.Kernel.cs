@@ -33,8 +33,6 @@ internal static unsafe partial class SeccompInterop
     internal const uint __X32_SYSCALL_BIT = 0x40000000;
 
     internal const int MFD_CLOEXEC = 0x1;
-    internal const int EFD_CLOEXEC = 0x80000;
-    internal const int EFD_NONBLOCK = 0x800;
     internal const short POLLIN = 0x001;
     internal const short POLLERR = 0x008;
     internal const short POLLHUP = 0x010;
@@ -140,9 +138,6 @@ internal static unsafe partial class SeccompInterop
     [LibraryImport(Libc, EntryPoint = "memfd_create", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int memfd_create_raw(string name, int flags);
 
-    [LibraryImport(Libc, EntryPoint = "eventfd", SetLastError = true)]
-    private static partial int eventfd_raw(uint initval, int flags);
-
     // ioctl and syscall are variadic in C; on x86_64 a fixed prototype passes the same registers.
     [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
     private static partial int ioctl_raw(SafeHandle fd, nuint request, void* arg);
@@ -153,9 +148,6 @@ internal static unsafe partial class SeccompInterop
     [LibraryImport(Libc, EntryPoint = "poll", SetLastError = true)]
     private static partial int poll_raw(PollFd* fds, nuint nfds, int timeout);
 
-    [LibraryImport(Libc, EntryPoint = "write", SetLastError = true)]
-    private static partial nint write_raw(SafeHandle fd, void* buffer, nuint count);
-
     [LibraryImport(Libc, EntryPoint = "recvmsg", SetLastError = true)]
     private static partial nint recvmsg_raw(SafeHandle socket, MsgHdr* message, int flags);
 
@@ -163,31 +155,6 @@ internal static unsafe partial class SeccompInterop
     {
         int fd = memfd_create_raw(name, MFD_CLOEXEC);
         return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw Error("memfd_create");
-    }
-
-    /// <summary>A non-blocking, close-on-exec eventfd used to wake a thread blocked in <c>poll</c>.</summary>
-    internal static SafeFileHandle CreateEventFd()
-    {
-        int fd = eventfd_raw(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw Error("eventfd");
-    }
-
-    internal static void SignalEventFd(SafeHandle eventFd)
-    {
-        ulong one = 1;
-        while (write_raw(eventFd, &one, sizeof(ulong)) < 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno == EAGAIN)
-            {
-                return; // the counter is already non-zero: the reader wakes anyway
-            }
-
-            if (errno != EINTR)
-            {
-                throw Error("write(eventfd)", errno);
-            }
-        }
     }
 
     /// <summary>The kernel's sizes of the notification structures (<c>SECCOMP_GET_NOTIF_SIZES</c>).</summary>

@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Confine.Native;
+using Confine.Running;
 using Microsoft.Win32.SafeHandles;
 using static Confine.Seccomp.SeccompInterop;
 
@@ -14,41 +15,66 @@ namespace Confine.Seccomp;
 /// widen the filter: if it stops, the kernel fails the calls with ENOSYS instead.
 /// </summary>
 /// <remarks>
-/// Runs on a dedicated thread blocked in <c>poll</c> on the listener and on an eventfd that
-/// <see cref="Stop"/> signals. It ends by itself when the listener hangs up, which the kernel does
-/// once no process uses the filter any more (after the last one is reaped).
+/// Served by Confine's shared I/O loop, not by a thread of its own: a service with many sandboxes
+/// running would otherwise keep a thread per sandbox blocked in <c>poll</c>. On the loop's thread a
+/// held call is received, answered and counted, a few system calls; the caller's handlers then get
+/// the violation on the thread pool, one at a time and in order, so that a slow handler holds up
+/// neither the loop (every sandbox's pipes) nor this sandbox's refused calls. The notifier ends by
+/// itself when the listener hangs up, which the kernel does once no process uses the filter any
+/// more (after the last one is reaped).
 /// </remarks>
 internal sealed unsafe class SeccompNotifier : IDisposable
 {
     /// <summary>The verdict's name for what was done to a recorded call.</summary>
     internal const string RecordedAction = "errno";
 
-    private readonly SafeHandle _listener;
-    private readonly SafeFileHandle _wake;
+    private readonly SafeFileHandle _listener;
     private readonly Lock _lock = new();
     private readonly List<Violation> _violations = [];
     private readonly Dictionary<(string Syscall, string? Argument), int> _index = [];
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private Thread? _thread;
+
+    // The loop's callback and Stop take this in turn, so that Stop never closes the listener under a
+    // call being answered, and no callback runs once Stop has returned.
+    private readonly Lock _loopGate = new();
+    private seccomp_notif* _notification;
+    private seccomp_notif_resp* _response;
+    private nuint _notificationSize;
+    private nuint _responseSize;
+    private ulong _registration;
+    private bool _started;
+    private bool _ended;
+
+    private Task _handlers = Task.CompletedTask;
     private Exception? _handlerError;
     private bool _disposed;
 
     /// <summary>Takes ownership of <paramref name="listener"/>, the fd <c>seccomp()</c> returned.</summary>
-    public SeccompNotifier(SafeHandle listener)
+    public SeccompNotifier(SafeFileHandle listener)
     {
         ArgumentNullException.ThrowIfNull(listener);
         _listener = listener;
-        _wake = CreateEventFd();
     }
 
     /// <summary>
-    /// Raised on the notifier's thread after each recorded call has been answered, with the violation as
-    /// aggregated so far (its count includes this call). A handler that throws does not stop the
-    /// notifier; the first such exception faults <see cref="Completion"/>.
+    /// Raised on a thread-pool thread, one call at a time and in order, for each kind of recorded call
+    /// when first seen, after the call has been answered, with the violation as aggregated so far. A
+    /// handler that throws does not stop the notifier; the first such exception faults
+    /// <see cref="Completion"/>.
     /// </summary>
     public event Action<Violation>? Recorded;
 
-    /// <summary>Completes when the notifier has stopped; faulted if the loop or a handler failed.</summary>
+    /// <summary>
+    /// Raised on the I/O loop's thread as soon as a call of a new kind has been answered, before
+    /// <see cref="Recorded"/>: for a decision that must not wait for the thread pool, such as ending
+    /// the run. It runs beside every sandbox's I/O, so it must return at once and must not throw.
+    /// </summary>
+    public event Action<Violation>? Answered;
+
+    /// <summary>
+    /// Completes when the notifier has stopped and every handler it called has returned; faulted if
+    /// answering or a handler failed.
+    /// </summary>
     public Task Completion => _completion.Task;
 
     /// <summary>The calls recorded so far, one per syscall and argument, in the order first seen.</summary>
@@ -63,81 +89,94 @@ internal sealed unsafe class SeccompNotifier : IDisposable
         }
     }
 
-    /// <summary>Starts answering on a dedicated thread.</summary>
+    /// <summary>Starts answering, on the shared I/O loop.</summary>
     public void Start()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_thread is not null)
+        lock (_loopGate)
         {
-            throw new InvalidOperationException("the notifier is already running");
-        }
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_started)
+            {
+                throw new InvalidOperationException("the notifier is already running");
+            }
 
-        // The kernel's structures may grow; the buffers are sized by what it says, never below ours.
-        seccomp_notif_sizes sizes = GetNotificationSizes();
-        _thread = new Thread(() => Run(sizes)) { IsBackground = true, Name = "seccomp notifier" };
-        _thread.Start();
+            // The kernel's structures may grow; the buffers are sized by what it says, never below ours.
+            seccomp_notif_sizes sizes = GetNotificationSizes();
+            _notificationSize = (nuint)Math.Max(sizes.seccomp_notif, sizeof(seccomp_notif));
+            _responseSize = (nuint)Math.Max(sizes.seccomp_notif_resp, sizeof(seccomp_notif_resp));
+            _notification = (seccomp_notif*)NativeMemory.AllocZeroed(_notificationSize);
+            _response = (seccomp_notif_resp*)NativeMemory.AllocZeroed(_responseSize);
+            _started = true;
+            _registration = IoLoop.Shared.Register(_listener, OnReadable);
+        }
     }
 
-    /// <summary>Wakes the thread and waits for it to end. Calls still pending then fail with ENOSYS.</summary>
+    /// <summary>
+    /// Stops answering at once: calls held now or made later fail with ENOSYS. <see cref="Completion"/>
+    /// completes once the handlers already called have returned.
+    /// </summary>
     public void Stop()
     {
-        if (_thread is null)
+        lock (_loopGate)
         {
-            return;
-        }
+            if (!_started || _ended)
+            {
+                return;
+            }
 
-        SignalEventFd(_wake);
-        _thread.Join();
+            // Closed only after the loop has let go of it, so that the descriptor it removes is this one.
+            IoLoop.Shared.Unregister(_registration);
+            _listener.Dispose();
+            End(null);
+        }
     }
 
     /// <inheritdoc />
     public void Dispose()
     {
-        if (_disposed)
+        lock (_loopGate)
         {
-            return;
-        }
+            if (_disposed)
+            {
+                return;
+            }
 
-        Stop();
-        _disposed = true;
-        _listener.Dispose();
-        _wake.Dispose();
+            if (_started && !_ended)
+            {
+                IoLoop.Shared.Unregister(_registration);
+                End(null);
+            }
+
+            // Started and hung up, the loop has closed it already; a second Dispose does nothing.
+            _disposed = true;
+            _listener.Dispose();
+        }
     }
 
-    private void Run(seccomp_notif_sizes sizes)
+    /// <summary>The loop's callback: the listener has a call to answer, or has hung up.</summary>
+    private bool OnReadable(SafeFileHandle listener)
     {
-        nuint notificationSize = (nuint)Math.Max(sizes.seccomp_notif, sizeof(seccomp_notif));
-        nuint responseSize = (nuint)Math.Max(sizes.seccomp_notif_resp, sizeof(seccomp_notif_resp));
-        seccomp_notif* notification = (seccomp_notif*)NativeMemory.AllocZeroed(notificationSize);
-        seccomp_notif_resp* response = (seccomp_notif_resp*)NativeMemory.AllocZeroed(responseSize);
-        bool listenerRef = false, wakeRef = false;
-        try
+        lock (_loopGate)
         {
-            _listener.DangerousAddRef(ref listenerRef);
-            _wake.DangerousAddRef(ref wakeRef);
-            Span<PollFd> fds =
-            [
-                new PollFd { fd = (int)_listener.DangerousGetHandle(), events = POLLIN },
-                new PollFd { fd = (int)_wake.DangerousGetHandle(), events = POLLIN },
-            ];
-
-            while (true)
+            if (_ended)
             {
-                fds[0].revents = fds[1].revents = 0;
-                Poll(fds, -1);
-                if (fds[1].revents != 0 || (fds[0].revents & (POLLNVAL | POLLERR)) != 0)
-                {
-                    break;
-                }
+                return false;
+            }
 
+            try
+            {
+                Span<PollFd> fds = [new PollFd { fd = (int)listener.DangerousGetHandle(), events = POLLIN }];
+                Poll(fds, 0);
                 if ((fds[0].revents & POLLIN) != 0)
                 {
-                    // NOTIF_RECV fails with EINVAL unless the buffer is zeroed.
-                    NativeMemory.Clear(notification, notificationSize);
-                    int errno = Ioctl(_listener, SECCOMP_IOCTL_NOTIF_RECV, notification);
+                    // NOTIF_RECV fails with EINVAL unless the buffer is zeroed. It does not block here:
+                    // the call that made the listener readable is either still held or, if its caller
+                    // was killed meanwhile, reported as ENOENT.
+                    NativeMemory.Clear(_notification, _notificationSize);
+                    int errno = Ioctl(_listener, SECCOMP_IOCTL_NOTIF_RECV, _notification);
                     if (errno == ENOENT)
                     {
-                        continue; // the caller died or was interrupted before the notification was read
+                        return true;
                     }
 
                     if (errno != 0)
@@ -145,37 +184,54 @@ internal sealed unsafe class SeccompNotifier : IDisposable
                         throw new ErrnoException(errno, "ioctl(SECCOMP_IOCTL_NOTIF_RECV)");
                     }
 
-                    Answer(notification, response, responseSize);
+                    Answer(_notification, _response, _responseSize);
+                    return true;
                 }
-                else if ((fds[0].revents & POLLHUP) != 0)
+
+                if ((fds[0].revents & (POLLHUP | POLLERR | POLLNVAL)) == 0)
                 {
-                    break; // no process uses the filter any more
+                    return true;
                 }
-            }
 
-            Finish(null);
-        }
-        catch (Exception e)
-        {
-            Finish(e);
-        }
-        finally
-        {
-            NativeMemory.Free(notification);
-            NativeMemory.Free(response);
-            if (wakeRef)
+                // No process uses the filter any more; the loop closes the listener when this returns.
+                End(null);
+                return false;
+            }
+            catch (Exception e)
             {
-                _wake.DangerousRelease();
+                End(e);
+                return false;
             }
+        }
+    }
 
-            if (listenerRef)
-            {
-                _listener.DangerousRelease();
-            }
+    /// <summary>
+    /// Called with <c>_loopGate</c> held, once, when answering ends (the listener is closed by the
+    /// caller or the loop, and the kernel then fails any later recorded call with ENOSYS instead of
+    /// holding it for a supervisor that is gone): frees the buffers and completes once the handlers
+    /// already called have returned.
+    /// </summary>
+    private void End(Exception? error)
+    {
+        _ended = true;
+        NativeMemory.Free(_notification);
+        NativeMemory.Free(_response);
+        _notification = null;
+        _response = null;
 
-            // Closing the listener makes the kernel fail any later recorded call with ENOSYS instead of
-            // holding it for a supervisor that is gone.
-            _listener.Dispose();
+        Task handlers;
+        lock (_lock)
+        {
+            handlers = _handlers;
+        }
+
+        if (handlers.IsCompleted)
+        {
+            Finish(error);
+        }
+        else
+        {
+            handlers.ContinueWith(_ => Finish(error), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
         }
     }
 
@@ -206,20 +262,35 @@ internal sealed unsafe class SeccompNotifier : IDisposable
         }
 
         (Violation violation, bool isNew) = Aggregate(syscall, argument, pid);
-        if (!isNew)
+        // Repeats are counted, not announced: a loop of refused calls must not flood the log, the
+        // caller's handler or its hooks.
+        if (isNew)
         {
-            // Repeats are counted, not announced: a loop of refused calls must not flood the log,
-            // the caller's handler or its hooks.
-            return;
+            Answered?.Invoke(violation);
         }
 
+        if (isNew && Recorded is Action<Violation> recorded)
+        {
+            lock (_lock)
+            {
+                _handlers = _handlers.ContinueWith(
+                    _ => Announce(recorded, violation), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            }
+        }
+    }
+
+    private void Announce(Action<Violation> recorded, Violation violation)
+    {
         try
         {
-            Recorded?.Invoke(violation);
+            recorded(violation);
         }
         catch (Exception e)
         {
-            _handlerError ??= e;
+            lock (_lock)
+            {
+                _handlerError ??= e;
+            }
         }
     }
 
@@ -310,7 +381,11 @@ internal sealed unsafe class SeccompNotifier : IDisposable
 
     private void Finish(Exception? error)
     {
-        error ??= _handlerError;
+        lock (_lock)
+        {
+            error ??= _handlerError;
+        }
+
         if (error is null)
         {
             _completion.TrySetResult();

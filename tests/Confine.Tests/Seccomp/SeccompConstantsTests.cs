@@ -40,8 +40,6 @@ public sealed class SeccompConstantsTests(ITestOutputHelper output)
             ("__X32_SYSCALL_BIT", __X32_SYSCALL_BIT),
             ("SYS_seccomp", SYS_seccomp),
             ("MFD_CLOEXEC", MFD_CLOEXEC),
-            ("EFD_CLOEXEC", EFD_CLOEXEC),
-            ("EFD_NONBLOCK", EFD_NONBLOCK),
             ("POLLIN", POLLIN),
             ("POLLERR", POLLERR),
             ("POLLHUP", POLLHUP),
