@@ -34,7 +34,7 @@ internal sealed class ViolationHook
         _runner = Task.Run(RunAllAsync);
     }
 
-    /// <summary>Queues one violation; called on the notifier's thread, so it never blocks.</summary>
+    /// <summary>Queues one violation; the run's next violation waits for it, so it never blocks.</summary>
     public void Enqueue(Violation violation)
     {
         int queued = Interlocked.Increment(ref _queued);

@@ -28,9 +28,11 @@ public sealed record SandboxIO
     public TimeSpan UsageInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>
-    /// Called, on Confine's notification thread, for the first refused call of each kind (the same
-    /// call with the same telling argument) as it happens; repeats are only counted, in
-    /// <see cref="Verdict.Violations"/> at the end, which lists at most 256 kinds.
+    /// Called for the first refused call of each kind (the same call with the same telling argument)
+    /// as it happens, one call at a time and in order, on a thread started for it, so a handler that
+    /// blocks delays only its own run's verdict; repeats are only counted, in
+    /// <see cref="Verdict.Violations"/> at the end, which lists at most 256 kinds. Every call has
+    /// returned before the run's verdict is.
     /// </summary>
     public Action<Violation>? OnViolation { get; init; }
 

@@ -18,10 +18,10 @@ namespace Confine.Seccomp;
 /// Served by Confine's shared I/O loop, not by a thread of its own: a service with many sandboxes
 /// running would otherwise keep a thread per sandbox blocked in <c>poll</c>. On the loop's thread a
 /// held call is received, answered and counted, a few system calls; the caller's handlers then get
-/// the violation on the thread pool, one at a time and in order, so that a slow handler holds up
-/// neither the loop (every sandbox's pipes) nor this sandbox's refused calls. The notifier ends by
-/// itself when the listener hangs up, which the kernel does once no process uses the filter any
-/// more (after the last one is reaped).
+/// the violation on a short-lived thread, one at a time and in order, so that a slow handler holds
+/// up neither the loop (every sandbox's pipes), nor this sandbox's refused calls, nor the thread
+/// pool. The notifier ends by itself when the listener hangs up, which the kernel does once no
+/// process uses the filter any more (after the last one is reaped).
 /// </remarks>
 internal sealed unsafe class SeccompNotifier : IDisposable
 {
@@ -57,7 +57,7 @@ internal sealed unsafe class SeccompNotifier : IDisposable
     }
 
     /// <summary>
-    /// Raised on a thread-pool thread, one call at a time and in order, for each kind of recorded call
+    /// Raised on a thread of its own, one call at a time and in order, for each kind of recorded call
     /// when first seen, after the call has been answered, with the violation as aggregated so far. A
     /// handler that throws does not stop the notifier; the first such exception faults
     /// <see cref="Completion"/>.
@@ -66,7 +66,7 @@ internal sealed unsafe class SeccompNotifier : IDisposable
 
     /// <summary>
     /// Raised on the I/O loop's thread as soon as a call of a new kind has been answered, before
-    /// <see cref="Recorded"/>: for a decision that must not wait for the thread pool, such as ending
+    /// <see cref="Recorded"/>: for a decision that must not wait for the handlers, such as ending
     /// the run. It runs beside every sandbox's I/O, so it must return at once and must not throw.
     /// </summary>
     public event Action<Violation>? Answered;
@@ -271,10 +271,17 @@ internal sealed unsafe class SeccompNotifier : IDisposable
 
         if (isNew && Recorded is Action<Violation> recorded)
         {
+            // Each on a thread of its own, not a pool thread: the caller's handler may block (on a
+            // hook, a lock, a sleep), and a few runs blocked on the pool would starve it, holding up
+            // every other run's continuations until the pool grows, about a thread every half second.
+            // The thread lives only while the handler runs; a run starts at most 256 of them.
             lock (_lock)
             {
                 _handlers = _handlers.ContinueWith(
-                    _ => Announce(recorded, violation), CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+                    _ => Announce(recorded, violation),
+                    CancellationToken.None,
+                    TaskContinuationOptions.LongRunning,
+                    TaskScheduler.Default);
             }
         }
     }

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using Confine.Tests.Support;
 
 namespace Confine.Tests.Escape;
@@ -237,6 +238,54 @@ public sealed class ViolationTests
 
         Assert.Equal(5, Assert.Single(verdict.Violations, v => v.Syscall == "unshare").Count);
         Assert.Single(announced, v => v.Syscall == "unshare");
+    }
+
+    [Fact]
+    public async Task Run_BlockingViolationHandlers_DoNotDelayOtherRuns()
+    {
+        // More handlers blocked at once than the thread pool has threads: were they called on the pool,
+        // the rest of them, and the other run's continuations, would queue behind them and wait for
+        // the pool to grow, about one thread every half second.
+        int blockedRuns = ThreadPool.ThreadCount + 12;
+        using var release = new ManualResetEventSlim();
+        int entered = 0;
+        var io = new SandboxIO
+        {
+            OnViolation = _ =>
+            {
+                Interlocked.Increment(ref entered);
+                release.Wait();
+            },
+        };
+
+        Task<Verdict>[] blocked = [.. Enumerable.Range(0, blockedRuns)
+            .Select(_ => Sandbox.RunAsync(SandboxPolicy.Default, ["unshare", "--user", "true"], io))];
+        try
+        {
+            var waited = Stopwatch.StartNew();
+            while (Volatile.Read(ref entered) < blockedRuns && waited.Elapsed < TimeSpan.FromSeconds(3))
+            {
+                await Task.Delay(10);
+            }
+
+            int enteredInTime = Volatile.Read(ref entered);
+            var other = Stopwatch.StartNew();
+            Verdict verdict = await Sandbox.RunAsync(SandboxPolicy.Default, ["unshare", "--mount", "true"]);
+            other.Stop();
+
+            Assert.Equal(blockedRuns, enteredInTime);
+            Assert.Contains(verdict.Violations, v => v.Syscall == "unshare");
+            Assert.True(
+                other.Elapsed < TimeSpan.FromSeconds(2), $"the other run took {other.Elapsed.TotalSeconds:0.0} s");
+        }
+        finally
+        {
+            release.Set();
+            await Task.WhenAll(blocked);
+        }
+
+        // The blocked runs waited for their own handlers, and only for them.
+        Assert.All(blocked, run => Assert.Single(run.Result.Violations, v => v.Syscall == "unshare"));
     }
 
     [Fact]
