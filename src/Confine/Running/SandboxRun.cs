@@ -196,6 +196,13 @@ internal sealed class SandboxRun : IReportSink
             _notifier.Stop();
             await _notifier.Completion.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             violations = _notifier.Violations;
+            if (_notifier.AnswerError is Exception failed)
+            {
+                // Calls refused after the notifier failed were not recorded: the kernel failed them
+                // with ENOSYS on its own.
+                _weakened.Add($"violations are recorded only up to a failure of the seccomp notifier: {failed.Message}");
+            }
+
             _notifier.Dispose();
         }
 
@@ -519,13 +526,31 @@ internal sealed class SandboxRun : IReportSink
         var notifier = new SeccompNotifier(descriptor);
         notifier.Answered += OnViolationAnswered;
         notifier.Recorded += Announce;
+        try
+        {
+            notifier.Start();
+        }
+        catch (Exception e)
+        {
+            // Unanswered, the sandbox's recorded calls would wait for ever; closing the listener makes
+            // them fail with ENOSYS, and the run ends as a setup failure that says why.
+            notifier.Dispose();
+            lock (_gate)
+            {
+                _notifierError ??= $"cannot answer the sandbox's seccomp notifications: {e.Message}";
+            }
+
+            Kill(KillReason.Setup);
+            return;
+        }
+
         lock (_gate)
         {
             _notifier = notifier;
         }
-
-        notifier.Start();
     }
+
+    private string? _notifierError;
 
     /// <summary>On the I/O loop's thread, the moment the call was refused: a policy that ends the run on a violation ends it now.</summary>
     private void OnViolationAnswered(Violation violation)
@@ -689,6 +714,15 @@ internal sealed class SandboxRun : IReportSink
             {
                 Status = VerdictStatus.SetupFailed,
                 Error = SetupErrors.Describe(error, _policy, _command),
+            };
+        }
+
+        if (_notifierError is string notifierError)
+        {
+            return verdict with
+            {
+                Status = VerdictStatus.SetupFailed,
+                Error = new SetupError { Step = "seccomp", Message = notifierError },
             };
         }
 

@@ -44,6 +44,7 @@ internal sealed unsafe class SeccompNotifier : IDisposable
     private ulong _registration;
     private bool _started;
     private bool _ended;
+    private bool _loopCloses;
 
     private Task _handlers = Task.CompletedTask;
     private Exception? _handlerError;
@@ -77,6 +78,12 @@ internal sealed unsafe class SeccompNotifier : IDisposable
     /// </summary>
     public Task Completion => _completion.Task;
 
+    /// <summary>
+    /// Why answering stopped before the listener hung up or <see cref="Stop"/> was called, if it did:
+    /// the kernel failed the sandbox's later recorded calls with ENOSYS on its own, unrecorded.
+    /// </summary>
+    public Exception? AnswerError { get; private set; }
+
     /// <summary>The calls recorded so far, one per syscall and argument, in the order first seen.</summary>
     public ImmutableArray<Violation> Violations
     {
@@ -106,8 +113,20 @@ internal sealed unsafe class SeccompNotifier : IDisposable
             _responseSize = (nuint)Math.Max(sizes.seccomp_notif_resp, sizeof(seccomp_notif_resp));
             _notification = (seccomp_notif*)NativeMemory.AllocZeroed(_notificationSize);
             _response = (seccomp_notif_resp*)NativeMemory.AllocZeroed(_responseSize);
+            try
+            {
+                _registration = IoLoop.Shared.Register(_listener, OnReadable);
+            }
+            catch
+            {
+                NativeMemory.Free(_notification);
+                NativeMemory.Free(_response);
+                _notification = null;
+                _response = null;
+                throw;
+            }
+
             _started = true;
-            _registration = IoLoop.Shared.Register(_listener, OnReadable);
         }
     }
 
@@ -147,9 +166,14 @@ internal sealed unsafe class SeccompNotifier : IDisposable
                 End(null);
             }
 
-            // Started and hung up, the loop has closed it already; a second Dispose does nothing.
+            // Once the callback has handed the listener back to the loop, the loop removes it from
+            // epoll and closes it; closed here first, its number could be reused by the time the
+            // loop removes it, and the loop would remove another sandbox's descriptor.
             _disposed = true;
-            _listener.Dispose();
+            if (!_loopCloses)
+            {
+                _listener.Dispose();
+            }
         }
     }
 
@@ -194,11 +218,13 @@ internal sealed unsafe class SeccompNotifier : IDisposable
                 }
 
                 // No process uses the filter any more; the loop closes the listener when this returns.
+                _loopCloses = true;
                 End(null);
                 return false;
             }
             catch (Exception e)
             {
+                _loopCloses = true;
                 End(e);
                 return false;
             }
@@ -214,6 +240,7 @@ internal sealed unsafe class SeccompNotifier : IDisposable
     private void End(Exception? error)
     {
         _ended = true;
+        AnswerError = error;
         NativeMemory.Free(_notification);
         NativeMemory.Free(_response);
         _notification = null;
