@@ -28,23 +28,23 @@ public static class Sandbox
     /// <summary>
     /// Starts building a sandbox for <paramref name="policy"/> before any command is known, for a
     /// run that is about to come (a service at start-up, before its first request), so that even
-    /// the first run finds its sandbox built. The next <see cref="RunAsync"/> whose policy builds the same sandbox
-    /// (the same namespaces, ids, mounts and host name; limits, seccomp and the command may differ)
-    /// takes it and only starts its command, whatever <see cref="PrepareAhead"/> says. Returns once
-    /// the helper has started; the sandbox is built in the background. A bind source that has been
-    /// replaced since (removed and made again, or renamed over) makes the run build its own sandbox:
-    /// a bind shows the directory it was made from, not whatever its path names later. At most one
-    /// waits per kind of sandbox, and it is discarded after 30 s unused. A sandbox that cannot be built (a bind
-    /// source that is missing, a host without user namespaces) is not reported here: the run that
-    /// takes it reports the failure in its verdict, as it would have without it.
+    /// the first run finds its sandbox built. The next <see cref="RunAsync"/> whose policy builds
+    /// the same sandbox (the same namespaces, ids, mounts and host name; limits, seccomp and the
+    /// command may differ) takes it and only starts its command, whatever
+    /// <see cref="PrepareAhead"/> says. Returns once the helper has started; the sandbox is built in
+    /// the background. A bind source that has been replaced since (removed and made again, or
+    /// renamed over) makes the run build its own sandbox: a bind shows the directory it was made
+    /// from, not whatever its path names later. At most one waits per kind of sandbox, and it is
+    /// discarded after 30 s unused. A sandbox that cannot be built (a bind source that is missing,
+    /// a host without user namespaces) is not reported here: the run that takes it reports the
+    /// failure in its verdict, as it would have without it.
     /// </summary>
     /// <exception cref="PolicyException">The policy is not valid.</exception>
     public static void Prepare(SandboxPolicy policy)
     {
         PolicyValidator.Validate(policy);
         SandboxPool.Prepare(
-            Planning.SandboxPlanner.BuildSetup(policy, Planning.HostIdentity.Current, new Planning.PlanExtras()),
-            Planning.SandboxPlanner.BindSources(policy));
+            Planning.SandboxPlanner.BuildSetup(policy, Planning.HostIdentity.Current, new Planning.PlanExtras()), policy);
     }
 
     /// <summary>

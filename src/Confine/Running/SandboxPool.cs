@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using Confine.Native;
+using Confine.Planning;
 
 namespace Confine.Running;
 
@@ -35,37 +36,35 @@ internal static class SandboxPool
     public static bool Enabled { get; set; } = Environment.GetEnvironmentVariable("CONFINE_PREPARE_AHEAD") != "0";
 
     /// <summary>
-    /// A sandbox for <paramref name="setupPlan"/>, which binds <paramref name="bindSources"/>: a
-    /// prepared one if there is one, else a new one.
+    /// A sandbox for <paramref name="setupPlan"/>, built from <paramref name="policy"/>: a prepared one
+    /// if there is one and its bind sources are still the files it was built on, else a new one.
     /// </summary>
-    public static (PreparedSandbox Sandbox, bool Prepared) Take(
-        byte[] setupPlan, ImmutableArray<string> bindSources, bool poolable)
+    public static (PreparedSandbox Sandbox, bool Prepared) Take(byte[] setupPlan, SandboxPolicy policy, bool poolable)
     {
-        PreparedSandbox? taken = null;
+        Entry? entry = null;
         if (poolable)
         {
-            ImmutableArray<FileIdentity?> sources = IdentitiesOf(bindSources);
             lock (s_gate)
             {
                 int index = s_idle.FindIndex(e => e.Plan.AsSpan().SequenceEqual(setupPlan));
                 if (index >= 0)
                 {
-                    Entry entry = s_idle[index];
+                    entry = s_idle[index];
                     s_idle.RemoveAt(index);
                     entry.Expiry.Dispose();
-                    if (!entry.Sandbox.HasFailed && entry.Sources.SequenceEqual(sources))
-                    {
-                        taken = entry.Sandbox;
-                    }
-                    else
-                    {
-                        entry.Sandbox.Discard();
-                    }
                 }
             }
         }
 
-        return taken is null ? (PreparedSandbox.Start(setupPlan), false) : (taken, true);
+        // The sources are looked up only when there is a sandbox to compare them with: a run that
+        // builds its own (every run of the command line) pays nothing for the pool.
+        if (entry is not null && !entry.Sandbox.HasFailed && entry.Sources.SequenceEqual(IdentitiesOf(policy)))
+        {
+            return (entry.Sandbox, true);
+        }
+
+        entry?.Sandbox.Discard();
+        return (PreparedSandbox.Start(setupPlan), false);
     }
 
     /// <summary>
@@ -74,14 +73,14 @@ internal static class SandboxPool
     /// kernel work (namespaces, mounts) that would compete for the CPUs with the run it is meant to
     /// follow, and the run's latency is what its caller waits for.
     /// </summary>
-    public static void Replenish(byte[] setupPlan, ImmutableArray<string> bindSources)
+    public static void Replenish(byte[] setupPlan, SandboxPolicy policy)
     {
         if (!Enabled)
         {
             return;
         }
 
-        Task refill = Task.Run(() => Refill(setupPlan, bindSources, asked: false));
+        Task refill = Task.Run(() => Refill(setupPlan, policy, asked: false));
         lock (s_gate)
         {
             // A chain only while refills overlap: a long-running service must not grow one forever.
@@ -94,18 +93,17 @@ internal static class SandboxPool
     /// ahead by themselves (<see cref="Enabled"/>), unless one waits already; returns once its helper
     /// has started.
     /// </summary>
-    public static void Prepare(byte[] setupPlan, ImmutableArray<string> bindSources) =>
-        Refill(setupPlan, bindSources, asked: true);
+    public static void Prepare(byte[] setupPlan, SandboxPolicy policy) => Refill(setupPlan, policy, asked: true);
 
-    private static void Refill(byte[] setupPlan, ImmutableArray<string> bindSources, bool asked)
+    private static void Refill(byte[] setupPlan, SandboxPolicy policy, bool asked)
     {
         // Looked up before the helper opens them: a source replaced in between is then no longer
         // what was recorded, and no run takes the sandbox.
-        ImmutableArray<FileIdentity?> sources = IdentitiesOf(bindSources);
+        ImmutableArray<FileIdentity?> sources = IdentitiesOf(policy);
         lock (s_gate)
         {
             // One that waits already would be kept and the new one thrown away: do not build it.
-            if (!(Enabled || asked) || s_idle.Any(e => e.Plan.AsSpan().SequenceEqual(setupPlan) && e.Sources.SequenceEqual(sources)))
+            if (!(Enabled || asked) || IndexOfCurrent(setupPlan, sources) >= 0)
             {
                 return;
             }
@@ -124,36 +122,25 @@ internal static class SandboxPool
 
         lock (s_gate)
         {
-            if (!(Enabled || asked))
+            // Checked again: the pool may have been turned off, or filled for this plan, meanwhile.
+            if (!(Enabled || asked) || IndexOfCurrent(setupPlan, sources) >= 0)
             {
                 sandbox.Discard();
                 return;
             }
 
-            int waiting = s_idle.FindIndex(e => e.Plan.AsSpan().SequenceEqual(setupPlan));
-            if (waiting >= 0)
+            // One for this plan built on sources that have been replaced since: no run would take it.
+            int stale = s_idle.FindIndex(e => e.Plan.AsSpan().SequenceEqual(setupPlan));
+            if (stale >= 0)
             {
-                Entry existing = s_idle[waiting];
-                if (existing.Sources.SequenceEqual(sources))
-                {
-                    sandbox.Discard();
-                    return;
-                }
-
-                // Built on sources that have been replaced since: no run would take it.
-                s_idle.RemoveAt(waiting);
-                existing.Expiry.Dispose();
-                existing.Sandbox.Discard();
+                RemoveAndDiscard(stale);
             }
 
             // The policies run (or asked for) last are the likeliest to run next: the sandbox that
             // has waited longest makes room.
             if (s_idle.Count >= MaxKinds)
             {
-                Entry oldest = s_idle[0];
-                s_idle.RemoveAt(0);
-                oldest.Expiry.Dispose();
-                oldest.Sandbox.Discard();
+                RemoveAndDiscard(0);
             }
 
             Entry? entry = null;
@@ -162,6 +149,19 @@ internal static class SandboxPool
             s_idle.Add(entry);
             expiry.Change(IdleLifetime, Timeout.InfiniteTimeSpan);
         }
+    }
+
+    /// <summary>The waiting sandbox for <paramref name="setupPlan"/> built on <paramref name="sources"/>, or -1. Called under <c>s_gate</c>.</summary>
+    private static int IndexOfCurrent(byte[] setupPlan, ImmutableArray<FileIdentity?> sources) =>
+        s_idle.FindIndex(e => e.Plan.AsSpan().SequenceEqual(setupPlan) && e.Sources.SequenceEqual(sources));
+
+    /// <summary>Takes a waiting sandbox out of the pool and ends it. Called under <c>s_gate</c>.</summary>
+    private static void RemoveAndDiscard(int index)
+    {
+        Entry entry = s_idle[index];
+        s_idle.RemoveAt(index);
+        entry.Expiry.Dispose();
+        entry.Sandbox.Discard();
     }
 
     private static void Expire(Entry entry)
@@ -229,8 +229,9 @@ internal static class SandboxPool
         }
     }
 
-    private static ImmutableArray<FileIdentity?> IdentitiesOf(ImmutableArray<string> paths) =>
-        [.. paths.Select(Posix.IdentityOf)];
+    /// <summary>Which files the policy's bind sources name now, in the order the setup plan binds them.</summary>
+    private static ImmutableArray<FileIdentity?> IdentitiesOf(SandboxPolicy policy) =>
+        [.. SandboxPlanner.BindSources(policy).Select(Posix.IdentityOf)];
 
     private sealed record Entry(
         byte[] Plan, ImmutableArray<FileIdentity?> Sources, PreparedSandbox Sandbox, Timer Expiry);

@@ -112,7 +112,7 @@ internal sealed class SandboxRun : IReportSink
             // place from a policy that works.
             if (_setupPlan is not null && _sandbox?.IsReady == true)
             {
-                SandboxPool.Replenish(_setupPlan, SandboxPlanner.BindSources(_policy));
+                SandboxPool.Replenish(_setupPlan, _policy);
             }
         }
     }
@@ -127,7 +127,7 @@ internal sealed class SandboxRun : IReportSink
         PreparedSandbox sandbox;
         try
         {
-            (sandbox, _prepared) = SandboxPool.Take(setupPlan, SandboxPlanner.BindSources(_policy), poolable: _usePool);
+            (sandbox, _prepared) = SandboxPool.Take(setupPlan, _policy, poolable: _usePool);
             _setupPlan = _usePool ? setupPlan : null;
         }
         catch (ErrnoException e)

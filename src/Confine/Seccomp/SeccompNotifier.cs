@@ -291,12 +291,13 @@ internal sealed unsafe class SeccompNotifier : IDisposable
         (Violation violation, bool isNew) = Aggregate(syscall, argument, pid);
         // Repeats are counted, not announced: a loop of refused calls must not flood the log, the
         // caller's handler or its hooks.
-        if (isNew)
+        if (!isNew)
         {
-            Answered?.Invoke(violation);
+            return;
         }
 
-        if (isNew && Recorded is Action<Violation> recorded)
+        Answered?.Invoke(violation);
+        if (Recorded is Action<Violation> recorded)
         {
             // Each on a thread of its own, not a pool thread: the caller's handler may block (on a
             // hook, a lock, a sleep), and a few runs blocked on the pool would starve it, holding up

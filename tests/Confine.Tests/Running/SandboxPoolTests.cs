@@ -67,33 +67,38 @@ public sealed class SandboxPoolTests
     [Fact]
     public async Task Run_AfterItsBindSourceWasRemovedAndMadeAgain_SeesTheNewOne()
     {
-        string parent = Directory.CreateTempSubdirectory("confine-pool-").FullName;
-        string job = Path.Combine(parent, "job");
-        try
+        // As a judge empties its job directory between runs; ext4 gives the new one the old inode.
+        Verdict verdict = await RunAfterPreparing(job =>
         {
-            File.SetUnixFileMode(parent, (UnixFileMode)0x1ed);
-            FillJobDirectory(job, "first\n");
-            SandboxPolicy policy = PolicyOfItsOwn() with { Binds = [new BindMount(job, "/job")] };
-            Sandbox.Prepare(policy);
-            await SandboxPool.SettledAsync();
-
-            // As a judge empties its job directory between runs; ext4 gives the new one the old inode.
             Directory.Delete(job, recursive: true);
             FillJobDirectory(job, "second\n");
-            Verdict verdict = await Sandbox.RunAsync(policy, ["cat", "/job/answer"]);
+        });
 
-            Assert.Equal(VerdictStatus.Ok, verdict.Status);
-            Assert.Equal("second\n", verdict.Stdout.Text);
-            Assert.False(verdict.PreparedAhead);
-        }
-        finally
-        {
-            Directory.Delete(parent, recursive: true);
-        }
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.Equal("second\n", verdict.Stdout.Text);
+        Assert.False(verdict.PreparedAhead);
     }
 
     [Fact]
     public async Task Run_AfterFilesChangedInsideItsBindSource_TakesThePreparedSandbox()
+    {
+        // The directory stays the one the sandbox binds, so the sandbox sees what changed in it.
+        Verdict verdict = await RunAfterPreparing(job =>
+        {
+            File.Delete(Path.Combine(job, "answer"));
+            File.WriteAllText(Path.Combine(job, "answer"), "second\n");
+        });
+
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.Equal("second\n", verdict.Stdout.Text);
+        Assert.True(verdict.PreparedAhead);
+    }
+
+    /// <summary>
+    /// Prepares a sandbox that binds a job directory holding "first", applies <paramref name="change"/>
+    /// to that directory, then runs <c>cat /job/answer</c> under the same policy.
+    /// </summary>
+    private static async Task<Verdict> RunAfterPreparing(Action<string> change)
     {
         string parent = Directory.CreateTempSubdirectory("confine-pool-").FullName;
         string job = Path.Combine(parent, "job");
@@ -105,14 +110,8 @@ public sealed class SandboxPoolTests
             Sandbox.Prepare(policy);
             await SandboxPool.SettledAsync();
 
-            // The directory stays the one the sandbox binds, so the sandbox sees what changed in it.
-            File.Delete(Path.Combine(job, "answer"));
-            File.WriteAllText(Path.Combine(job, "answer"), "second\n");
-            Verdict verdict = await Sandbox.RunAsync(policy, ["cat", "/job/answer"]);
-
-            Assert.Equal(VerdictStatus.Ok, verdict.Status);
-            Assert.Equal("second\n", verdict.Stdout.Text);
-            Assert.True(verdict.PreparedAhead);
+            change(job);
+            return await Sandbox.RunAsync(policy, ["cat", "/job/answer"]);
         }
         finally
         {
