@@ -106,6 +106,17 @@ internal sealed class PolicyOptions
         Description = "Run with what the host can give when it cannot give every protection asked for; the verdict lists what was weakened",
     };
 
+    public PolicyOptions()
+    {
+        foreach (Option option in All)
+        {
+            if (option is Option<string[]> list)
+            {
+                StringLists.TakeAsGiven(list);
+            }
+        }
+    }
+
     public IEnumerable<Option> All =>
     [
         Level, Config, Volumes, Tmpfs, ReadOnly, Workdir, Env, User, Hostname, Network, Timeout, StdoutLimit, StderrLimit,

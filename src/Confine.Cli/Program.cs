@@ -5,7 +5,14 @@ using Confine.Cli;
 // One run per process: a sandbox prepared for a next run would only be thrown away.
 Sandbox.PrepareAhead = false;
 
-var root = new RootCommand("Confine: run untrusted commands in an isolated Linux sandbox and get an exact verdict back");
+const string Description = "Confine: run untrusted commands in an isolated Linux sandbox and get an exact verdict back";
+
+// RootCommand differs from a plain command only by its help and version options and its directives,
+// and building those options looks up their descriptions in System.CommandLine's resources: about
+// half a millisecond of a short run (a resource manager, reflection over the assembly). A command line
+// that cannot be asking for any of them is parsed the same way by a plain root, so only the others
+// pay. '@' is included because a response file could hold any of them.
+Command root = MayNeedRootCommand(args) ? new RootCommand(Description) : new Command("confine", Description);
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(PolicyCommand.Create());
 root.Subcommands.Add(CheckCommand.Create());
@@ -31,4 +38,17 @@ catch (PolicyException e)
 {
     Console.Error.WriteLine($"confine: {e.Message}");
     return ExitCodes.BadInput;
+}
+
+static bool MayNeedRootCommand(string[] args)
+{
+    foreach (string arg in args)
+    {
+        if (arg is "-h" or "--help" or "-?" or "/h" or "/?" or "--version" || arg.StartsWith('[') || arg.StartsWith('@'))
+        {
+            return true;
+        }
+    }
+
+    return false;
 }

@@ -21,7 +21,12 @@ internal static class RunCommand
         {
             Description = "Shell command run outside the sandbox for every violation, with the violation as JSON on stdin",
         };
-        var command = new Argument<string[]>("command") { Arity = ArgumentArity.OneOrMore, Description = "The command and its arguments" };
+        var command = new Argument<string[]>("command")
+        {
+            Arity = ArgumentArity.OneOrMore,
+            Description = "The command and its arguments",
+            CustomParser = StringLists.FromTokens,
+        };
 
         var run = new Command("run", "Run one command in a fresh sandbox");
         foreach (Option option in policyOptions.All)

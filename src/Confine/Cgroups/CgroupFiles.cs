@@ -12,53 +12,8 @@ namespace Confine.Cgroups;
 /// </summary>
 internal static class CgroupFiles
 {
-    /// <summary>Most interface files fit a page; <c>io.stat</c> on a host with many disks may not.</summary>
-    private const int InitialBufferSize = 4096;
-
     /// <summary>The whole file as text, or null when it cannot be read (a missing file is the usual reason).</summary>
-    public static string? TryReadText(string path)
-    {
-        Interop.Error errno = CgroupSyscalls.Open(path, write: false, out SafeFileHandle handle);
-        using (handle)
-        {
-            if (errno != Interop.Error.None)
-            {
-                return null;
-            }
-
-            byte[] buffer = ArrayPool<byte>.Shared.Rent(InitialBufferSize);
-            try
-            {
-                int length = 0;
-                while (true)
-                {
-                    if (length == buffer.Length)
-                    {
-                        byte[] larger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
-                        buffer.AsSpan(0, length).CopyTo(larger);
-                        ArrayPool<byte>.Shared.Return(buffer);
-                        buffer = larger;
-                    }
-
-                    if (CgroupSyscalls.Read(handle, buffer.AsSpan(length), out int count) != Interop.Error.None)
-                    {
-                        return null;
-                    }
-
-                    if (count == 0)
-                    {
-                        return Encoding.UTF8.GetString(buffer, 0, length);
-                    }
-
-                    length += count;
-                }
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(buffer);
-            }
-        }
-    }
+    public static string? TryReadText(string path) => Posix.TryReadText(path);
 
     /// <summary>A file holding one number (or <c>max</c>, read as <see cref="long.MaxValue"/>).</summary>
     public static long? TryReadInt64(string path)

@@ -1,5 +1,5 @@
 using System.Collections.Immutable;
-using System.Text;
+using Confine.Native;
 
 namespace Confine.Cgroups;
 
@@ -15,11 +15,10 @@ internal sealed class CgroupHost
     private static readonly string[] s_v1NonControllerOptions =
         ["rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods", "nofavordynmods"];
 
-    private readonly Dictionary<CgroupController, CgroupPlacement> _ownPlacements = [];
-
     /// <summary>Detects the layout of the running host.</summary>
+    /// <exception cref="IOException">/proc cannot be read.</exception>
     public static CgroupHost Detect() =>
-        new(File.ReadAllText("/proc/self/mountinfo"), File.ReadAllText("/proc/self/cgroup"), "/");
+        new(MountInfo.ReadText(), Posix.TryReadText("/proc/self/cgroup") ?? throw new IOException("cannot read /proc/self/cgroup"), "/");
 
     /// <summary>
     /// Builds the layout from the text of <c>/proc/self/mountinfo</c> and <c>/proc/self/cgroup</c>.
@@ -37,7 +36,7 @@ internal sealed class CgroupHost
 
         var hierarchies = new List<CgroupHierarchy>();
         var unifiedMounts = new List<CgroupHierarchy>();
-        foreach (MountEntry mount in ParseMountInfo(mountInfo))
+        foreach (MountInfo.Entry mount in MountInfo.Parse(mountInfo))
         {
             string mountPoint = rootPath == "/" ? mount.MountPoint : Path.Join(rootPath, mount.MountPoint);
             if (mount.FsType == "cgroup2" && v2Path is not null)
@@ -47,31 +46,40 @@ internal sealed class CgroupHost
             }
             else if (mount.FsType == "cgroup")
             {
-                ImmutableArray<string> controllers = [.. mount.SuperOptions.Where(IsV1ControllerOption)];
-                string? ownPath = controllers
-                    .Select(c => v1Paths.GetValueOrDefault(c))
-                    .FirstOrDefault(p => p is not null);
-                if (!controllers.IsEmpty && ownPath is not null)
+                ImmutableArray<string>.Builder controllers = ImmutableArray.CreateBuilder<string>();
+                string? ownPath = null;
+                foreach (string option in mount.SuperOptions)
                 {
-                    hierarchies.Add(new CgroupHierarchy(
-                        CgroupVersion.V1, mountPoint, mount.Root, controllers, ownPath, mount.ReadOnly));
+                    if (IsV1ControllerOption(option))
+                    {
+                        controllers.Add(option);
+                        ownPath ??= v1Paths.GetValueOrDefault(option);
+                    }
+                }
+
+                if (controllers.Count > 0 && ownPath is not null)
+                {
+                    AddOnce(hierarchies, new CgroupHierarchy(
+                        CgroupVersion.V1, mountPoint, mount.Root, controllers.ToImmutable(), ownPath, mount.ReadOnly));
                 }
             }
         }
 
-        // A hierarchy mounted twice (a bind mount, or a container's view of it) counts once: the
-        // first mount that shows Confine's cgroup wins, else the first mount.
-        hierarchies = [.. hierarchies
-            .GroupBy(h => string.Join(',', h.Controllers.Order(StringComparer.Ordinal)), StringComparer.Ordinal)
-            .Select(g => g.FirstOrDefault(h => h.OwnDirectory is not null) ?? g.First())];
-        Unified = unifiedMounts.FirstOrDefault(h => h.OwnDirectory is not null) ?? unifiedMounts.FirstOrDefault();
+        foreach (CgroupHierarchy mount in unifiedMounts)
+        {
+            if (Unified is null || (Unified.OwnDirectory is null && mount.OwnDirectory is not null))
+            {
+                Unified = mount;
+            }
+        }
+
         if (Unified is not null)
         {
             hierarchies.Add(Unified);
         }
 
         Hierarchies = hierarchies;
-        bool anyV1 = hierarchies.Any(h => h.Version == CgroupVersion.V1);
+        bool anyV1 = hierarchies.Count > (Unified is null ? 0 : 1);
         Layout = (anyV1, Unified is not null) switch
         {
             (true, true) => CgroupLayout.Hybrid,
@@ -79,10 +87,46 @@ internal sealed class CgroupHost
             (false, true) => CgroupLayout.V2,
             _ => CgroupLayout.None,
         };
+    }
 
-        foreach (CgroupController controller in CgroupControllerNames.All)
+    /// <summary>
+    /// Adds a v1 hierarchy unless the same one (the same controllers) was already seen: a hierarchy
+    /// mounted twice (a bind mount, or a container's view of it) counts once. The first mount that
+    /// shows Confine's cgroup wins, else the first mount.
+    /// </summary>
+    private static void AddOnce(List<CgroupHierarchy> hierarchies, CgroupHierarchy hierarchy)
+    {
+        for (int i = 0; i < hierarchies.Count; i++)
         {
-            _ownPlacements[controller] = Place(controller, cgroupParent: null);
+            if (SameControllers(hierarchies[i].Controllers, hierarchy.Controllers))
+            {
+                if (hierarchies[i].OwnDirectory is null && hierarchy.OwnDirectory is not null)
+                {
+                    hierarchies[i] = hierarchy;
+                }
+
+                return;
+            }
+        }
+
+        hierarchies.Add(hierarchy);
+
+        static bool SameControllers(ImmutableArray<string> a, ImmutableArray<string> b)
+        {
+            if (a.Length != b.Length)
+            {
+                return false;
+            }
+
+            foreach (string controller in a)
+            {
+                if (!b.Contains(controller))
+                {
+                    return false;
+                }
+            }
+
+            return true;
         }
     }
 
@@ -100,9 +144,9 @@ internal sealed class CgroupHost
 
     /// <summary>
     /// Where <paramref name="controller"/> lives and whether Confine can create a child of its own
-    /// cgroup there, as found at detection.
+    /// cgroup there, worked out now (as <see cref="Place"/> with no cgroup parent).
     /// </summary>
-    public CgroupPlacement this[CgroupController controller] => _ownPlacements[controller];
+    public CgroupPlacement this[CgroupController controller] => Place(controller, cgroupParent: null);
 
     /// <summary>The hierarchy that carries <paramref name="controller"/>, or null when none does.</summary>
     public CgroupHierarchy? HierarchyOf(CgroupController controller)
@@ -341,68 +385,6 @@ internal sealed class CgroupHost
         }
 
         return (v1, v2);
-    }
-
-    /// <summary>One line of mountinfo, the fields the cgroup code needs.</summary>
-    internal readonly record struct MountEntry(
-        string Root, string MountPoint, string FsType, string[] SuperOptions, bool ReadOnly);
-
-    /// <summary>
-    /// Parses mountinfo (proc(5)): <c>id parent maj:min root mountpoint options [optional...] - fstype
-    /// source superoptions</c>. The optional fields vary in number, hence the search for the lone dash.
-    /// </summary>
-    internal static List<MountEntry> ParseMountInfo(string text)
-    {
-        var entries = new List<MountEntry>();
-        foreach (string line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            string[] fields = line.Split(' ');
-            int dash = Array.IndexOf(fields, "-", 6);
-            if (fields.Length < 6 || dash < 0 || fields.Length < dash + 4)
-            {
-                continue;
-            }
-
-            string[] mountOptions = fields[5].Split(',');
-            string[] superOptions = fields[dash + 3].Split(',');
-            bool readOnly = mountOptions.Contains("ro") || superOptions.Contains("ro");
-            entries.Add(new MountEntry(
-                Unescape(fields[3]), Unescape(fields[4]), fields[dash + 1], superOptions, readOnly));
-        }
-
-        return entries;
-    }
-
-    /// <summary>
-    /// Undoes mountinfo's octal escapes (<c>\040</c> for a space, <c>\134</c> for a backslash). The
-    /// escapes stand for bytes, so the work is done on the UTF-8 bytes of the field.
-    /// </summary>
-    internal static string Unescape(string field)
-    {
-        if (!field.Contains('\\'))
-        {
-            return field;
-        }
-
-        byte[] input = Encoding.UTF8.GetBytes(field);
-        var output = new List<byte>(input.Length);
-        for (int i = 0; i < input.Length; i++)
-        {
-            if (input[i] == '\\' && i + 3 < input.Length
-                && IsOctal(input[i + 1]) && IsOctal(input[i + 2]) && IsOctal(input[i + 3]))
-            {
-                output.Add((byte)(((input[i + 1] - '0') << 6) | ((input[i + 2] - '0') << 3) | (input[i + 3] - '0')));
-                i += 3;
-            }
-            else
-            {
-                output.Add(input[i]);
-            }
-        }
-
-        return Encoding.UTF8.GetString([.. output]);
-
-        static bool IsOctal(byte c) => c is >= (byte)'0' and <= (byte)'7';
     }
 
     /// <inheritdoc />

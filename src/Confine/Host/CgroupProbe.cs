@@ -1,5 +1,5 @@
 using System.Collections.Immutable;
-using System.Text;
+using Confine.Native;
 
 namespace Confine.Host;
 
@@ -217,7 +217,7 @@ internal static class CgroupProbe
             ImmutableArray<string> controllers = unified
                 ? []
                 : [.. right[2].Split(',').Where(o => o is not ("rw" or "ro") && !o.Contains('='))];
-            mounts.Add(new CgroupMount(unified, Unescape(left[4]), Unescape(left[3]), controllers));
+            mounts.Add(new CgroupMount(unified, MountInfo.Unescape(left[4]), MountInfo.Unescape(left[3]), controllers));
         }
 
         return mounts;
@@ -258,30 +258,5 @@ internal static class CgroupProbe
         {
             return [];
         }
-    }
-
-    /// <summary>mountinfo writes space, tab, newline and backslash as octal escapes (\040).</summary>
-    private static string Unescape(string field)
-    {
-        if (!field.Contains('\\'))
-        {
-            return field;
-        }
-
-        var text = new StringBuilder();
-        for (int i = 0; i < field.Length; i++)
-        {
-            if (field[i] == '\\' && i + 3 < field.Length && field.AsSpan(i + 1, 3).ToString().All(c => c is >= '0' and <= '7'))
-            {
-                text.Append((char)Convert.ToInt32(field.Substring(i + 1, 3), 8));
-                i += 3;
-            }
-            else
-            {
-                text.Append(field[i]);
-            }
-        }
-
-        return text.ToString();
     }
 }

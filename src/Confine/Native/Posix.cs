@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -170,6 +171,70 @@ internal static unsafe class Posix
             buffer.Inode,
             born ? buffer.BirthSeconds : 0,
             born ? buffer.BirthNanoseconds : 0);
+    }
+
+    /// <summary>
+    /// The whole of a small file as text, or null when it cannot be read. For /proc and /sys files,
+    /// whose size stat does not know: read until end of file, with no stream or reader around it.
+    /// </summary>
+    public static string? TryReadText(string path)
+    {
+        int fd;
+        do
+        {
+            fd = Interop.open(path, Interop.O_RDONLY | Interop.O_CLOEXEC, 0);
+        }
+        while (fd < 0 && (Interop.Error)Marshal.GetLastPInvokeError() == Interop.Error.EINTR);
+
+        if (fd < 0)
+        {
+            return null;
+        }
+
+        // Most such files fit a page; mountinfo on a host with many mounts, or io.stat with many disks, may not.
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(4096);
+        try
+        {
+            int length = 0;
+            while (true)
+            {
+                if (length == buffer.Length)
+                {
+                    byte[] larger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                    buffer.AsSpan(0, length).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+
+                nint count;
+                fixed (byte* free = &buffer[length])
+                {
+                    count = Interop.read(fd, free, (nuint)(buffer.Length - length));
+                }
+
+                if (count < 0 && (Interop.Error)Marshal.GetLastPInvokeError() == Interop.Error.EINTR)
+                {
+                    continue;
+                }
+
+                if (count < 0)
+                {
+                    return null;
+                }
+
+                if (count == 0)
+                {
+                    return System.Text.Encoding.UTF8.GetString(buffer, 0, length);
+                }
+
+                length += (int)count;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+            Interop.close(fd);
+        }
     }
 
     public static string StrError(int errno) => Marshal.PtrToStringUTF8(Interop.strerror(errno)) ?? $"errno {errno}";

@@ -167,6 +167,15 @@ internal sealed class SandboxRun : IReportSink
             SendCommandPlanOnce();
         }
 
+        // The run's end continues on the thread pool: the I/O loop completes what is awaited below.
+        // A process whose pool has no thread yet (the confine command, or any first run) would start
+        // one only when the command has exited, and every verdict would wait for that; asked for now,
+        // it starts while the command runs.
+        if (ThreadPool.ThreadCount == 0)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static _ => { }, null);
+        }
+
         IoLoop.Shared.Register(sandbox.Stdout, stdout.OnReadable);
         IoLoop.Shared.Register(sandbox.Stderr, stderr.OnReadable);
         Task stdinTask = FeedStdinAsync(sandbox.Stdin);

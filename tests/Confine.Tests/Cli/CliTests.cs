@@ -15,6 +15,47 @@ public sealed class CliTests
         Assert.Equal("oops\n", result.Stderr);
     }
 
+    [Theory]
+    [InlineData("--help")]
+    [InlineData("-h")]
+    [InlineData("-?")]
+    public void Help_IsPrintedForTheRootAndForRun(string option)
+    {
+        CliResult root = Support.ConfineCli.Run([option]);
+        Assert.Equal(0, root.ExitCode);
+        Assert.Contains("run", root.Stdout);
+        Assert.Contains("check", root.Stdout);
+
+        CliResult run = Support.ConfineCli.Run(["run", option]);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains("--timeout", run.Stdout);
+        Assert.Contains("--json", run.Stdout);
+    }
+
+    [Fact]
+    public void Version_IsPrinted()
+    {
+        CliResult result = Support.ConfineCli.Run(["--version"]);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Matches(@"^\d+\.\d+", result.Stdout);
+    }
+
+    [Fact]
+    public void Run_HelpAndVersionAfterTheSeparator_BelongToTheCommand()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--", "/bin/echo", "-h", "--help", "--version", "[x]", "@y"]);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal("-h --help --version [x] @y\n", result.Stdout);
+    }
+
+    [Fact]
+    public void Run_CommandArgumentsArrive_InOrderAndUnchanged()
+    {
+        CliResult result = Support.ConfineCli.Run(["run", "--", "/bin/sh", "-c", "printf '<%s>' \"$@\"", "sh", "a b", "", "-x", "--"]);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Equal("<a b><><-x><-->", result.Stdout);
+    }
+
     [Fact]
     public void Run_Json_PrintsTheVerdictWithTheOutputInside()
     {
