@@ -943,12 +943,13 @@ static void load_seccomp(void) {
 }
 
 __attribute__((noreturn)) static void run_command(void) {
-  /* Restore what the init changed: the command starts with default signal handling. */
+  /* Restore what the init changed: the command starts with no signal blocked. The dispositions
+   * need no reset: every signal is at its default action from the helper's start (see
+   * reset_signals_spawn_ignored), nothing here installs a handler or ignores a signal, and execve
+   * would reset a handler anyway; only an ignored signal could have outlived it. */
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  for (int sig = 1; sig < NSIG; sig++)
-    signal(sig, SIG_DFL);
 
   /* The init made itself undumpable, which this fork inherited; that would leave the command's own
    * /proc/self files owned by a root it cannot act as. execve decides dumpability afresh. */
@@ -1209,7 +1210,25 @@ static int wait_for_init(pid_t init, int pidfd, int pivot) {
   return status;
 }
 
+/* glibc's posix_spawn, which Confine starts the helper with, leaves glibc's two internal signals
+ * (32 and 33) ignored in the new program, and an ignored signal survives execve: the command would
+ * start with them ignored. Every other signal arrives here at its default action (Confine asks for
+ * that), so these two alone are reset, once, for the init and the command to inherit. musl's
+ * sigaction refuses signals it reserves for itself, hence the system call. */
+static void reset_signals_spawn_ignored(void) {
+  struct kernel_sigaction {
+    void (*handler)(int);
+    unsigned long flags;
+    void (*restorer)(void);
+    uint64_t mask;
+  } default_action = { .handler = SIG_DFL };
+  for (int sig = 32; sig <= 33; sig++)
+    syscall(SYS_rt_sigaction, sig, &default_action, NULL, sizeof default_action.mask);
+}
+
 int main(void) {
+  reset_signals_spawn_ignored();
+
   /* A process group of its own: ^C at the caller's terminal signals the caller's group, and it is
    * Confine that must decide what an interruption does to the sandbox (kill it and still give a
    * verdict), not the default action of SIGINT here. */

@@ -48,7 +48,7 @@ internal sealed class CgroupHost
             {
                 ImmutableArray<string>.Builder controllers = ImmutableArray.CreateBuilder<string>();
                 string? ownPath = null;
-                foreach (string option in mount.SuperOptions)
+                foreach (string option in mount.SuperOptions.Split(','))
                 {
                     if (IsV1ControllerOption(option))
                     {

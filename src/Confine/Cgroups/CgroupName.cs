@@ -1,4 +1,5 @@
 using System.Globalization;
+using Confine.Native;
 
 namespace Confine.Cgroups;
 
@@ -77,21 +78,7 @@ internal readonly record struct CgroupName(int OwnerPid, ulong OwnerStartTime, s
     private static bool IsValidName(string name) =>
         name.Length is > 0 and <= 64 && name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '.' or '-');
 
-    private static string? ReadStat(string path)
-    {
-        try
-        {
-            return File.ReadAllText(path);
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return null;
-        }
-    }
+    private static string? ReadStat(string path) => Posix.TryReadText(path);
 
     private static ulong? ReadStartTime(string path) => ReadStat(path) is { } stat ? ParseStartTime(stat) : null;
 

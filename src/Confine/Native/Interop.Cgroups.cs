@@ -12,7 +12,10 @@ internal static unsafe partial class Interop
     internal const uint STATX_TYPE = 0x1;
     internal const uint STATX_MODE = 0x2;
     internal const uint STATX_UID = 0x8;
+    internal const uint STATX_MTIME = 0x40;
+    internal const uint STATX_CTIME = 0x80;
     internal const uint STATX_INO = 0x100;
+    internal const uint STATX_SIZE = 0x200;
     internal const uint STATX_BTIME = 0x800;
     internal const int AT_SYMLINK_NOFOLLOW = 0x100;
     internal const ushort S_IFMT = 0xF000;
@@ -26,8 +29,13 @@ internal static unsafe partial class Interop
         [FieldOffset(20)] public uint Uid;
         [FieldOffset(28)] public ushort Mode;
         [FieldOffset(32)] public ulong Inode;
+        [FieldOffset(40)] public ulong Size;
         [FieldOffset(80)] public long BirthSeconds;
         [FieldOffset(88)] public uint BirthNanoseconds;
+        [FieldOffset(96)] public long ChangeSeconds;
+        [FieldOffset(104)] public uint ChangeNanoseconds;
+        [FieldOffset(112)] public long ModifySeconds;
+        [FieldOffset(120)] public uint ModifyNanoseconds;
         [FieldOffset(128)] public uint RdevMajor;
         [FieldOffset(132)] public uint RdevMinor;
         [FieldOffset(136)] public uint DevMajor;

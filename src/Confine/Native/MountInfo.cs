@@ -13,9 +13,11 @@ internal static class MountInfo
     /// <param name="Root">The path within its file system that the mount shows at its top.</param>
     /// <param name="MountPoint">Where it is mounted.</param>
     /// <param name="FsType">The file system type (<c>cgroup2</c>, <c>tmpfs</c>, ...).</param>
-    /// <param name="SuperOptions">The file system's options (a v1 cgroup mount's controllers are among them).</param>
+    /// <param name="SuperOptions">
+    /// The file system's options, comma-separated (a v1 cgroup mount's controllers are among them).
+    /// </param>
     /// <param name="ReadOnly">Whether the mount or its file system is read-only.</param>
-    internal readonly record struct Entry(string Root, string MountPoint, string FsType, string[] SuperOptions, bool ReadOnly);
+    internal readonly record struct Entry(string Root, string MountPoint, string FsType, string SuperOptions, bool ReadOnly);
 
     /// <summary>The table as it is now.</summary>
     /// <exception cref="IOException">The table cannot be read (no /proc).</exception>
@@ -27,21 +29,48 @@ internal static class MountInfo
         Posix.TryReadText("/proc/self/mountinfo") ?? throw new IOException("cannot read /proc/self/mountinfo: is /proc mounted?");
 
     /// <summary>Parses the table's text; a line that is not a mount is skipped.</summary>
+    /// <remarks>
+    /// Fields are found as ranges of the text and only the four kept become strings: every run
+    /// parses the table, and splitting each line into strings was most of what that allocated.
+    /// </remarks>
     public static List<Entry> Parse(string text)
     {
         var entries = new List<Entry>();
-        foreach (string line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        Span<Range> left = stackalloc Range[7];
+        Span<Range> right = stackalloc Range[4];
+        foreach (Range lineRange in text.AsSpan().Split('\n'))
         {
-            string[] fields = line.Split(' ');
-            int dash = fields.Length > 6 ? Array.IndexOf(fields, "-", 6) : -1;
-            if (dash < 0 || fields.Length < dash + 4)
+            ReadOnlySpan<char> line = text.AsSpan(lineRange);
+
+            // Paths escape their spaces, so " - " can only be the separator before the file system's fields.
+            int separator = line.IndexOf(" - ", StringComparison.Ordinal);
+            if (separator < 0)
             {
                 continue;
             }
 
-            string[] superOptions = fields[dash + 3].Split(',');
-            bool readOnly = HasOption(fields[5], "ro") || Array.IndexOf(superOptions, "ro") >= 0;
-            entries.Add(new Entry(Unescape(fields[3]), Unescape(fields[4]), fields[dash + 1], superOptions, readOnly));
+            // id parent major:minor root mount-point options [optional...]: the last range takes the rest.
+            ReadOnlySpan<char> mount = line[..separator];
+            if (mount.Split(left, ' ') < 6)
+            {
+                continue;
+            }
+
+            // fstype source super-options
+            ReadOnlySpan<char> filesystem = line[(separator + 3)..];
+            if (filesystem.Split(right, ' ') < 3)
+            {
+                continue;
+            }
+
+            ReadOnlySpan<char> superOptions = filesystem[right[2]];
+            bool readOnly = HasOption(mount[left[5]], "ro") || HasOption(superOptions, "ro");
+            entries.Add(new Entry(
+                Unescape(mount[left[3]].ToString()),
+                Unescape(mount[left[4]].ToString()),
+                filesystem[right[0]].ToString(),
+                superOptions.ToString(),
+                readOnly));
         }
 
         return entries;
@@ -79,11 +108,12 @@ internal static class MountInfo
         static bool IsOctal(byte c) => c is >= (byte)'0' and <= (byte)'7';
     }
 
-    private static bool HasOption(string options, string option)
+    /// <summary>Whether a comma-separated option list holds <paramref name="option"/>.</summary>
+    internal static bool HasOption(ReadOnlySpan<char> options, string option)
     {
-        foreach (Range part in options.AsSpan().Split(','))
+        foreach (Range part in options.Split(','))
         {
-            if (options.AsSpan()[part].SequenceEqual(option))
+            if (options[part].SequenceEqual(option))
             {
                 return true;
             }

@@ -237,6 +237,21 @@ internal static unsafe class Posix
         }
     }
 
+    /// <summary>
+    /// A text that changes whenever the file <paramref name="path"/> names (through symbolic links)
+    /// is replaced or modified: its device, inode, size, and change and modification times; "absent"
+    /// when there is no such file.
+    /// </summary>
+    public static string VersionStamp(string path)
+    {
+        Interop.Statx b;
+        const uint Wanted = Interop.STATX_INO | Interop.STATX_SIZE | Interop.STATX_MTIME | Interop.STATX_CTIME;
+        return Interop.statx(Interop.AT_FDCWD, path, 0, Wanted, &b) != 0
+            ? "absent"
+            : string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{b.DevMajor}:{b.DevMinor}:{b.Inode}:{b.Size}:{b.ChangeSeconds}.{b.ChangeNanoseconds}:{b.ModifySeconds}.{b.ModifyNanoseconds}");
+    }
+
     public static string StrError(int errno) => Marshal.PtrToStringUTF8(Interop.strerror(errno)) ?? $"errno {errno}";
 
     public static int Check(int result, string what)

@@ -12,7 +12,7 @@ namespace Confine.Running;
 /// </summary>
 /// <remarks>
 /// A program is found by everything that decides it: the profile (a built-in's name, or a file
-/// profile's JSON), the libseccomp version and this build of Confine. A short plain identity (a
+/// profile's JSON), the libseccomp that compiles it and this build of Confine. A short plain identity (a
 /// built-in's) names the file as it is; any other is named by its SHA-256, so that a profile file
 /// cannot be written to collide with another profile's entry. The cache directory must belong to the
 /// caller and be closed to everyone else (0700), since whoever can write a program there decides
@@ -27,6 +27,10 @@ namespace Confine.Running;
 internal static class SeccompProgramCache
 {
     private const string Magic = "confine-seccomp-3";
+
+    /// <summary>The dynamic loader's own directories for x86_64 (the only architecture Confine filters for), Debian's multiarch first.</summary>
+    private static readonly string[] s_libraryDirectories =
+        ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
 
     /// <summary>A compiled program and the flags it must be loaded with.</summary>
     public readonly record struct Entry(byte[] Program, uint Flags);
@@ -58,7 +62,7 @@ internal static class SeccompProgramCache
     /// </summary>
     private static string FileName(string identity)
     {
-        string version = SeccompInterop.LibraryVersion();
+        string version = LibseccompStamp(Environment.GetEnvironmentVariable("LD_LIBRARY_PATH"));
         string build = typeof(SeccompProgramCache).Assembly.ManifestModule.ModuleVersionId.ToString("N");
         if (IsPlain(identity))
         {
@@ -68,6 +72,39 @@ internal static class SeccompProgramCache
 
         string full = string.Join('\n', Magic, identity, version, build);
         return $"{Magic}_{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(full)))}.bpf";
+    }
+
+    /// <summary>
+    /// Stands for the libseccomp a compile would load, without loading it: on a cache hit, loading it
+    /// (the dynamic loader's search, mapping and relocation, and .NET's resolution around it) cost a
+    /// short run more than the rest of the lookup. The stamp covers every file the loader could pick
+    /// for the name (beside the executable, in LD_LIBRARY_PATH, in the usual library directories) and
+    /// the loader's cache, which names the file found in any other configured directory: a library
+    /// added, replaced or upgraded, or a run of ldconfig (which every library package runs), changes
+    /// it, and the profile is compiled afresh by the library now in place.
+    /// </summary>
+    internal static string LibseccompStamp(string? libraryPath)
+    {
+        const string Name = SeccompInterop.LibSeccomp;
+        var files = new List<string> { Path.Join(AppContext.BaseDirectory, Name) };
+        foreach (string directory in (libraryPath ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        {
+            files.Add(Path.Join(directory, Name));
+        }
+
+        files.Add("/etc/ld.so.cache");
+        foreach (string directory in s_libraryDirectories)
+        {
+            files.Add(Path.Join(directory, Name));
+        }
+
+        var stamp = new StringBuilder();
+        foreach (string file in files)
+        {
+            stamp.Append(file).Append('=').Append(Posix.VersionStamp(file)).Append('\n');
+        }
+
+        return Checksum(Encoding.UTF8.GetBytes(stamp.ToString())).ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>Whether <paramref name="identity"/> is <c>kind:name</c> in lower-case letters, digits, dashes.</summary>

@@ -16,7 +16,7 @@ namespace Confine.Seccomp;
 /// </remarks>
 internal static unsafe partial class SeccompInterop
 {
-    private const string LibSeccomp = "libseccomp.so.2";
+    internal const string LibSeccomp = "libseccomp.so.2";
 
     // Filter actions (seccomp.h). SCMP_ACT_ERRNO(x) is SCMP_ACT_ERRNO_BASE | (x & 0xffff).
     internal const uint SCMP_ACT_KILL_PROCESS = 0x80000000;
@@ -69,16 +69,6 @@ internal static unsafe partial class SeccompInterop
     }
 
     internal static uint SCMP_ACT_ERRNO(int errno) => SCMP_ACT_ERRNO_BASE | ((uint)errno & 0xffff);
-
-    /// <summary>The loaded libseccomp's version, <c>major.minor.micro</c>, from <c>seccomp_version()</c>.</summary>
-    internal static unsafe string LibraryVersion()
-    {
-        uint* version = seccomp_version();
-        return version is null ? "unknown" : $"{version[0]}.{version[1]}.{version[2]}";
-    }
-
-    [LibraryImport(LibSeccomp)]
-    private static unsafe partial uint* seccomp_version();
 
     [LibraryImport(LibSeccomp)]
     private static partial IntPtr seccomp_init(uint def_action);

@@ -102,6 +102,18 @@ public sealed class IsolationTests
     }
 
     [Fact]
+    public async Task Run_Command_StartsWithNoSignalBlockedOrIgnored()
+    {
+        // The test host is a .NET process, which ignores SIGPIPE: a disposition that would survive
+        // into the command if Confine did not start the helper with every signal at its default.
+        Verdict verdict = await Sandbox.RunAsync(SandboxPolicy.Default, ["/bin/grep", "^Sig[BI]", "/proc/self/status"]);
+        Assert.True(verdict.Status == VerdictStatus.Ok, VerdictJson.Serialize(verdict));
+        Dictionary<string, string> masks = ParseFacts(verdict.Stdout.Text?.Replace(":\t", "="));
+        Assert.Equal("0000000000000000", masks["SigBlk"]);
+        Assert.Equal("0000000000000000", masks["SigIgn"]);
+    }
+
+    [Fact]
     public async Task Run_WithHostname_SetsItInsideOnly()
     {
         string before = File.ReadAllText("/proc/sys/kernel/hostname");

@@ -19,7 +19,7 @@ public sealed class MountInfoTests
         Assert.Equal(4, mounts.Count);
         Assert.Equal(("/", "/proc", "proc", false), (mounts[0].Root, mounts[0].MountPoint, mounts[0].FsType, mounts[0].ReadOnly));
         Assert.Equal("cgroup", mounts[1].FsType);
-        Assert.Equal(["rw", "memory"], mounts[1].SuperOptions);
+        Assert.Equal("rw,memory", mounts[1].SuperOptions);
         Assert.False(mounts[1].ReadOnly);
         Assert.Equal("/sub", mounts[2].Root);
         Assert.True(mounts[2].ReadOnly);

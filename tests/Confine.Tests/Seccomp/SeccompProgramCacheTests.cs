@@ -44,6 +44,23 @@ public sealed class SeccompProgramCacheTests : IDisposable
     }
 
     [Fact]
+    public void LibseccompStamp_ChangesWhenALibraryTheLoaderCouldPickAppearsOrChanges()
+    {
+        Directory.CreateDirectory(_directory);
+        string before = SeccompProgramCache.LibseccompStamp(_directory);
+        Assert.Equal(before, SeccompProgramCache.LibseccompStamp(_directory));
+
+        string library = Path.Combine(_directory, "libseccomp.so.2");
+        File.WriteAllText(library, "one");
+        string added = SeccompProgramCache.LibseccompStamp(_directory);
+        Assert.NotEqual(before, added);
+
+        File.Delete(library);
+        File.WriteAllText(library, "a replacement");
+        Assert.NotEqual(added, SeccompProgramCache.LibseccompStamp(_directory));
+    }
+
+    [Fact]
     public void GetOrCompile_TamperedEntry_IsIgnoredAndCompiledAfresh()
     {
         SeccompProgramCache.Entry genuine = SeccompProgramCache.GetOrCompile("test:default", () => Compile(SeccompProfile.Default), _directory);
