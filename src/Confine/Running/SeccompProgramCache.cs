@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text;
 using Confine.Native;
@@ -63,7 +64,7 @@ internal static class SeccompProgramCache
     private static string FileName(string identity)
     {
         string version = LibseccompStamp(Environment.GetEnvironmentVariable("LD_LIBRARY_PATH"));
-        string build = typeof(SeccompProgramCache).Assembly.ManifestModule.ModuleVersionId.ToString("N");
+        string build = BuildIdentity();
         if (IsPlain(identity))
         {
             // No two identities share a name: a plain one has one ':' and no '_', and a hashed name has one '_'.
@@ -73,6 +74,16 @@ internal static class SeccompProgramCache
         string full = string.Join('\n', Magic, identity, version, build);
         return $"{Magic}_{Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(full)))}.bpf";
     }
+
+    /// <summary>
+    /// Stands for this build of Confine: the module's version id, or, compiled ahead of time, the
+    /// executable's own stamp, since there reading the id starts the reflection metadata, about a
+    /// fifth of a millisecond of a short run. A rebuilt or reinstalled executable is a new file.
+    /// </summary>
+    private static string BuildIdentity() => RuntimeFeature.IsDynamicCodeSupported
+        ? typeof(SeccompProgramCache).Assembly.ManifestModule.ModuleVersionId.ToString("N")
+        : Checksum(Encoding.UTF8.GetBytes(Posix.VersionStamp(Environment.ProcessPath ?? "/proc/self/exe")))
+            .ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>
     /// Stands for the libseccomp a compile would load, without loading it: on a cache hit, loading it
