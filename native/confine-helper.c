@@ -785,9 +785,13 @@ static void drop_capabilities(void) {
   if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
                                    SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED) < 0)
     fail(STEP_DROP_BOUNDING, errno, "PR_SET_SECUREBITS");
-  for (int cap = 0; prctl(PR_CAPBSET_READ, cap) >= 0; cap++) {
-    if (prctl(PR_CAPBSET_DROP, cap) < 0)
-      fail(STEP_DROP_BOUNDING, errno, "PR_CAPBSET_DROP %d", cap);
+  /* Every capability the kernel knows: up to the first number it refuses as no capability. */
+  for (int cap = 0;; cap++) {
+    if (prctl(PR_CAPBSET_DROP, cap) == 0)
+      continue;
+    if (errno == EINVAL && cap > 0)
+      break;
+    fail(STEP_DROP_BOUNDING, errno, "PR_CAPBSET_DROP %d", cap);
   }
   if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
     fail(STEP_DROP_BOUNDING, errno, "PR_CAP_AMBIENT_CLEAR_ALL");
