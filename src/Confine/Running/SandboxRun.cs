@@ -340,13 +340,13 @@ internal sealed class SandboxRun : IReportSink
     private static readonly Lazy<CgroupHost> s_cgroupHost = new(CgroupHost.Detect);
     private static long s_lastStaleScan = long.MinValue;
 
+    /// <summary>Makes the next run with a cgroup scan for stale ones, as the first run of a new process does.</summary>
+    internal static void ScanForStaleCgroupsOnNextRun() => Interlocked.Exchange(ref s_lastStaleScan, long.MinValue);
+
     /// <summary>
     /// Removes cgroups that a Confine killed without cleaning up left behind: on the first run with a
     /// cgroup, then at most once a minute, since a scan reads every hierarchy's directory.
     /// </summary>
-    /// <summary>Makes the next run with a cgroup scan for stale ones, as the first run of a new process does.</summary>
-    internal static void ScanForStaleCgroupsOnNextRun() => Interlocked.Exchange(ref s_lastStaleScan, long.MinValue);
-
     private static void RemoveStaleCgroups(CgroupHost host, string? parent)
     {
         long now = Environment.TickCount64;
