@@ -1215,10 +1215,11 @@ static int wait_for_init(pid_t init, int pidfd, int pivot) {
 }
 
 /* glibc's posix_spawn, which Confine starts the helper with, leaves glibc's two internal signals
- * (32 and 33) ignored in the new program, and an ignored signal survives execve: the command would
- * start with them ignored. Every other signal arrives here at its default action (Confine asks for
- * that), so these two alone are reset, once, for the init and the command to inherit. musl's
- * sigaction refuses signals it reserves for itself, hence the system call. */
+ * (32 and 33) ignored in the new program (musl's leaves its three, up to 34), and an ignored signal
+ * survives execve: the command would start with them ignored. Every other signal arrives here at
+ * its default action (Confine asks for that), so these alone are reset, once, for the init and the
+ * command to inherit. musl's sigaction refuses signals it reserves for itself, hence the system
+ * call, which cannot fail for these numbers. */
 static void reset_signals_spawn_ignored(void) {
   struct kernel_sigaction {
     void (*handler)(int);
@@ -1226,7 +1227,7 @@ static void reset_signals_spawn_ignored(void) {
     void (*restorer)(void);
     uint64_t mask;
   } default_action = { .handler = SIG_DFL };
-  for (int sig = 32; sig <= 33; sig++)
+  for (int sig = 32; sig <= 34; sig++)
     syscall(SYS_rt_sigaction, sig, &default_action, NULL, sizeof default_action.mask);
 }
 

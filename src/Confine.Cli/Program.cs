@@ -11,7 +11,9 @@ const string Description = "Confine: run untrusted commands in an isolated Linux
 // and building those options looks up their descriptions in System.CommandLine's resources: about
 // half a millisecond of a short run (a resource manager, reflection over the assembly). A command line
 // that cannot be asking for any of them is parsed the same way by a plain root, so only the others
-// pay. '@' is included because a response file could hold any of them.
+// pay. The parser also reads a token that merely starts like one of them as that option ("-hr" is
+// -h bundled with more, "--help=x" carries a value), hence the prefixes; '@' because a response file
+// could hold any of them.
 Command root = MayNeedRootCommand(args) ? new RootCommand(Description) : new Command("confine", Description);
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(PolicyCommand.Create());
@@ -44,9 +46,12 @@ static bool MayNeedRootCommand(string[] args)
 {
     foreach (string arg in args)
     {
-        if (arg is "-h" or "--help" or "-?" or "/h" or "/?" or "--version" || arg.StartsWith('[') || arg.StartsWith('@'))
+        foreach (string prefix in (ReadOnlySpan<string>)["-h", "-?", "/h", "/?", "--help", "--version", "[", "@"])
         {
-            return true;
+            if (arg.StartsWith(prefix, StringComparison.Ordinal))
+            {
+                return true;
+            }
         }
     }
 

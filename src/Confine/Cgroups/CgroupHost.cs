@@ -16,9 +16,8 @@ internal sealed class CgroupHost
         ["rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode", "favordynmods", "nofavordynmods"];
 
     /// <summary>Detects the layout of the running host.</summary>
-    /// <exception cref="IOException">/proc cannot be read.</exception>
-    public static CgroupHost Detect() =>
-        new(MountInfo.ReadText(), Posix.TryReadText("/proc/self/cgroup") ?? throw new IOException("cannot read /proc/self/cgroup"), "/");
+    /// <exception cref="IOException">/proc cannot be read; the message says why.</exception>
+    public static CgroupHost Detect() => new(MountInfo.ReadText(), Posix.ReadText("/proc/self/cgroup"), "/");
 
     /// <summary>
     /// Builds the layout from the text of <c>/proc/self/mountinfo</c> and <c>/proc/self/cgroup</c>.

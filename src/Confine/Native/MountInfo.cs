@@ -20,13 +20,12 @@ internal static class MountInfo
     internal readonly record struct Entry(string Root, string MountPoint, string FsType, string SuperOptions, bool ReadOnly);
 
     /// <summary>The table as it is now.</summary>
-    /// <exception cref="IOException">The table cannot be read (no /proc).</exception>
+    /// <exception cref="IOException">The table cannot be read (no /proc, no descriptor left, ...).</exception>
     public static List<Entry> Read() => Parse(ReadText());
 
     /// <summary>The table's text as it is now.</summary>
-    /// <exception cref="IOException">The table cannot be read (no /proc).</exception>
-    public static string ReadText() =>
-        Posix.TryReadText("/proc/self/mountinfo") ?? throw new IOException("cannot read /proc/self/mountinfo: is /proc mounted?");
+    /// <exception cref="IOException">The table cannot be read (no /proc, no descriptor left, ...).</exception>
+    public static string ReadText() => Posix.ReadText("/proc/self/mountinfo");
 
     /// <summary>Parses the table's text; a line that is not a mount is skipped.</summary>
     /// <remarks>

@@ -177,14 +177,22 @@ internal static unsafe class Posix
     /// The whole of a small file as text, or null when it cannot be read. For /proc and /sys files,
     /// whose size stat does not know: read until end of file, with no stream or reader around it.
     /// </summary>
-    public static string? TryReadText(string path)
+    public static string? TryReadText(string path) => ReadText(path, out _);
+
+    /// <summary>As <see cref="TryReadText"/>, for a file that must be there: its absence is an error.</summary>
+    /// <exception cref="IOException">The file cannot be opened or read; the message names the errno.</exception>
+    public static string ReadText(string path) =>
+        ReadText(path, out int errno) ?? throw new IOException($"cannot read {path}: {StrError(errno)} ({Native.Errno.Name(errno)})");
+
+    private static string? ReadText(string path, out int errno)
     {
         int fd;
         do
         {
             fd = Interop.open(path, Interop.O_RDONLY | Interop.O_CLOEXEC, 0);
+            errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
         }
-        while (fd < 0 && (Interop.Error)Marshal.GetLastPInvokeError() == Interop.Error.EINTR);
+        while (fd < 0 && (Interop.Error)errno == Interop.Error.EINTR);
 
         if (fd < 0)
         {
@@ -212,13 +220,14 @@ internal static unsafe class Posix
                     count = Interop.read(fd, free, (nuint)(buffer.Length - length));
                 }
 
-                if (count < 0 && (Interop.Error)Marshal.GetLastPInvokeError() == Interop.Error.EINTR)
-                {
-                    continue;
-                }
-
                 if (count < 0)
                 {
+                    errno = Marshal.GetLastPInvokeError();
+                    if ((Interop.Error)errno == Interop.Error.EINTR)
+                    {
+                        continue;
+                    }
+
                     return null;
                 }
 

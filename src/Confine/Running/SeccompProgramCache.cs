@@ -27,11 +27,17 @@ namespace Confine.Running;
 /// </remarks>
 internal static class SeccompProgramCache
 {
-    private const string Magic = "confine-seccomp-3";
+    private const string Magic = "confine-seccomp-4";
 
-    /// <summary>The dynamic loader's own directories for x86_64 (the only architecture Confine filters for), Debian's multiarch first.</summary>
+    /// <summary>
+    /// The dynamic loader's own directories for x86_64 (the only architecture Confine filters for),
+    /// Debian's multiarch first, and /usr/local's, which most distributions configure.
+    /// </summary>
     private static readonly string[] s_libraryDirectories =
-        ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib"];
+    [
+        "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
+        "/usr/local/lib/x86_64-linux-gnu", "/usr/local/lib", "/usr/local/lib64",
+    ];
 
     /// <summary>A compiled program and the flags it must be loaded with.</summary>
     public readonly record struct Entry(byte[] Program, uint Flags);
@@ -49,19 +55,58 @@ internal static class SeccompProgramCache
         }
 
         Entry entry = compile();
-        if (path is not null)
+
+        // Only an entry that can name the library that compiled it is kept: a hit checks that file.
+        if (path is not null && SeccompInterop.LoadedLibraryPath() is string library)
         {
-            TryStore(path, entry);
+            TryStore(path, entry, LibraryRecord(library));
+            RemoveOtherVersions(directory!, identity, path);
         }
 
         return entry;
     }
 
     /// <summary>
+    /// What an entry records of the libseccomp that compiled it: its path and its stamp. The file
+    /// name's stamp covers where the loader looks; this covers the file it found, wherever that was
+    /// (a directory known only to the loader's configuration, say), so a library replaced in place
+    /// is noticed even when nothing else changed.
+    /// </summary>
+    internal static string LibraryRecord(string library) => $"{library}\n{Posix.VersionStamp(library)}";
+
+    /// <summary>
+    /// Removes the entries that earlier builds, libraries or loader caches left for a built-in
+    /// profile, so that the directory holds one per profile. A file profile's entries are named by a
+    /// hash that hides which profile they are for, and stay.
+    /// </summary>
+    private static void RemoveOtherVersions(string directory, string identity, string current)
+    {
+        if (!IsPlain(identity))
+        {
+            return;
+        }
+
+        try
+        {
+            foreach (string other in Directory.EnumerateFiles(directory, $"{Magic}_{identity.Replace(':', '_')}_*.bpf"))
+            {
+                if (other != current)
+                {
+                    File.Delete(other);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // An old entry left behind only takes space.
+        }
+    }
+
+    /// <summary>
     /// The entry's file name. SHA-256 is only computed for identities that need it: on Linux it
     /// loads OpenSSL, about 3 ms of a short-lived caller's start, more than the rest of a cache hit.
     /// </summary>
-    private static string FileName(string identity)
+    internal static string FileName(string identity)
     {
         string version = LibseccompStamp(Environment.GetEnvironmentVariable("LD_LIBRARY_PATH"));
         string build = BuildIdentity();
@@ -98,9 +143,13 @@ internal static class SeccompProgramCache
     {
         const string Name = SeccompInterop.LibSeccomp;
         var files = new List<string> { Path.Join(AppContext.BaseDirectory, Name) };
-        foreach (string directory in (libraryPath ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries))
+        if (!string.IsNullOrEmpty(libraryPath))
         {
-            files.Add(Path.Join(directory, Name));
+            // The loader reads an empty entry as the working directory.
+            foreach (string directory in libraryPath.Split(':'))
+            {
+                files.Add(Path.Join(directory.Length == 0 ? Directory.GetCurrentDirectory() : directory, Name));
+            }
         }
 
         files.Add("/etc/ld.so.cache");
@@ -178,19 +227,36 @@ internal static class SeccompProgramCache
         return hash;
     }
 
-    // Layout: the checksum of the rest (u64), the load flags (u32), then the program; little-endian.
+    // Layout, little-endian: the checksum of the rest (u64), the load flags (u32), the length of the
+    // library record (u32), the library record (UTF-8, see LibraryRecord), then the program.
+    private const int HeaderSize = 16;
+
     private static Entry? TryLoad(string path)
     {
         try
         {
             byte[] content = File.ReadAllBytes(path);
-            if (content.Length < 12 || (content.Length - 12) % 8 != 0 || !OwnedByCaller(path)
+            if (content.Length < HeaderSize || !OwnedByCaller(path)
                 || Checksum(content.AsSpan(8)) != BinaryPrimitives.ReadUInt64LittleEndian(content))
             {
                 return null;
             }
 
-            return new Entry(content[12..], BinaryPrimitives.ReadUInt32LittleEndian(content.AsSpan(8)));
+            uint recordLength = BinaryPrimitives.ReadUInt32LittleEndian(content.AsSpan(12));
+            if (recordLength > content.Length - HeaderSize || (content.Length - HeaderSize - recordLength) % 8 != 0)
+            {
+                return null;
+            }
+
+            // The library that compiled it must still be the same file.
+            string record = Encoding.UTF8.GetString(content, HeaderSize, (int)recordLength);
+            int newline = record.IndexOf('\n');
+            if (newline <= 0 || LibraryRecord(record[..newline]) != record)
+            {
+                return null;
+            }
+
+            return new Entry(content[(HeaderSize + (int)recordLength)..], BinaryPrimitives.ReadUInt32LittleEndian(content.AsSpan(8)));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -198,11 +264,14 @@ internal static class SeccompProgramCache
         }
     }
 
-    private static void TryStore(string path, Entry entry)
+    internal static void TryStore(string path, Entry entry, string libraryRecord)
     {
-        byte[] content = new byte[12 + entry.Program.Length];
+        byte[] record = Encoding.UTF8.GetBytes(libraryRecord);
+        byte[] content = new byte[HeaderSize + record.Length + entry.Program.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(content.AsSpan(8), entry.Flags);
-        entry.Program.CopyTo(content, 12);
+        BinaryPrimitives.WriteUInt32LittleEndian(content.AsSpan(12), (uint)record.Length);
+        record.CopyTo(content, HeaderSize);
+        entry.Program.CopyTo(content, HeaderSize + record.Length);
         BinaryPrimitives.WriteUInt64LittleEndian(content, Checksum(content.AsSpan(8)));
         string temporary = $"{path}.{Environment.ProcessId}.tmp";
         try

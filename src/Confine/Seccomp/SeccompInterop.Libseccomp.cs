@@ -70,6 +70,42 @@ internal static unsafe partial class SeccompInterop
 
     internal static uint SCMP_ACT_ERRNO(int errno) => SCMP_ACT_ERRNO_BASE | ((uint)errno & 0xffff);
 
+    /// <summary>
+    /// The file of the libseccomp this process has loaded, as the dynamic loader opened it; null when
+    /// it is not loaded or cannot be told. Asks the loader which object holds <c>seccomp_init</c>.
+    /// </summary>
+    internal static string? LoadedLibraryPath()
+    {
+        if (!NativeLibrary.TryLoad(LibSeccomp, out IntPtr library))
+        {
+            return null;
+        }
+
+        try
+        {
+            DlInfo info;
+            return NativeLibrary.TryGetExport(library, "seccomp_init", out IntPtr symbol) && dladdr((void*)symbol, &info) != 0
+                ? Marshal.PtrToStringUTF8(info.FileName)
+                : null;
+        }
+        finally
+        {
+            NativeLibrary.Free(library);
+        }
+    }
+
+    /// <summary>glibc's <c>Dl_info</c>.</summary>
+    private struct DlInfo
+    {
+        public IntPtr FileName;
+        public IntPtr FileBase;
+        public IntPtr SymbolName;
+        public IntPtr SymbolAddress;
+    }
+
+    [LibraryImport("libc")]
+    private static partial int dladdr(void* address, DlInfo* info);
+
     [LibraryImport(LibSeccomp)]
     private static partial IntPtr seccomp_init(uint def_action);
 

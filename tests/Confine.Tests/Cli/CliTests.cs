@@ -32,6 +32,21 @@ public sealed class CliTests
         Assert.Contains("--json", run.Stdout);
     }
 
+    [Theory]
+    [InlineData("-hx")]
+    [InlineData("--help=x")]
+    [InlineData("-h:x")]
+    [InlineData("/h:1")]
+    [InlineData("-?x")]
+    public void Help_TokensThatOnlyStartLikeHelp_AreReadAsHelpAsTheParserDoes(string token)
+    {
+        // System.CommandLine takes these for its help option (bundled, or with a value) wherever
+        // they stand before '--'; the command line parses the same whatever root it was given.
+        CliResult result = Support.ConfineCli.Run(["run", "/bin/echo", token]);
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("--timeout", result.Stdout);
+    }
+
     [Fact]
     public void Version_IsPrinted()
     {

@@ -17,6 +17,10 @@ public sealed class SeccompProgramCacheTests : IDisposable
         }
     }
 
+    /// <summary>The cache trusts only a directory closed to everyone but its owner.</summary>
+    private void CreatePrivateDirectory() =>
+        Directory.CreateDirectory(_directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+
     private static SeccompProgramCache.Entry Compile(SeccompProfile profile) => new(SeccompCompiler.Compile(profile), 8);
 
     [Fact]
@@ -58,6 +62,42 @@ public sealed class SeccompProgramCacheTests : IDisposable
         File.Delete(library);
         File.WriteAllText(library, "a replacement");
         Assert.NotEqual(added, SeccompProgramCache.LibseccompStamp(_directory));
+    }
+
+    [Fact]
+    public void GetOrCompile_EntryOfALibraryReplacedSince_IsCompiledAfresh()
+    {
+        // An entry records the library that compiled it; here a stand-in file, so that it can be replaced.
+        CreatePrivateDirectory();
+        string library = Path.Combine(_directory, "libseccomp-stand-in.so");
+        File.WriteAllText(library, "before");
+        string entryPath = Path.Combine(_directory, SeccompProgramCache.FileName("test:strict"));
+        SeccompProgramCache.TryStore(entryPath, Compile(SeccompProfile.Strict), SeccompProgramCache.LibraryRecord(library));
+
+        int compiles = 0;
+        SeccompProgramCache.GetOrCompile("test:strict", () => { compiles++; return Compile(SeccompProfile.Strict); }, _directory);
+        Assert.Equal(0, compiles);
+
+        File.Delete(library);
+        File.WriteAllText(library, "after, and longer");
+        SeccompProgramCache.GetOrCompile("test:strict", () => { compiles++; return Compile(SeccompProfile.Strict); }, _directory);
+        Assert.Equal(1, compiles);
+    }
+
+    [Fact]
+    public void GetOrCompile_NewEntryForABuiltIn_RemovesThoseOfEarlierVersions()
+    {
+        CreatePrivateDirectory();
+        string stale = Path.Combine(_directory, "confine-seccomp-4_builtin_strict_0000000000000000_old.bpf");
+        string otherProfile = Path.Combine(_directory, "confine-seccomp-4_builtin_default_0000000000000000_old.bpf");
+        File.WriteAllText(stale, "from an earlier build");
+        File.WriteAllText(otherProfile, "another profile's");
+
+        SeccompProgramCache.GetOrCompile("builtin:strict", () => Compile(SeccompProfile.Strict), _directory);
+
+        Assert.False(File.Exists(stale));
+        Assert.True(File.Exists(otherProfile));
+        Assert.Single(Directory.GetFiles(_directory, "confine-seccomp-4_builtin_strict_*.bpf"));
     }
 
     [Fact]
