@@ -331,10 +331,10 @@ internal sealed class CgroupHost
                 return true;
             }
 
+            // Field 4, the parent, is the second after the command name.
             string? stat = CgroupFiles.TryReadText($"/proc/{pid.ToString(System.Globalization.CultureInfo.InvariantCulture)}/stat");
-            int close = stat?.LastIndexOf(')') ?? -1;
-            string[] fields = close < 0 ? [] : stat![(close + 2)..].Split(' ');
-            if (fields.Length < 2 || !int.TryParse(fields[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out pid))
+            string[]? fields = stat is null ? null : CgroupName.FieldsAfterName(stat);
+            if (fields is not { Length: >= 2 } || !int.TryParse(fields[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out pid))
             {
                 return false;
             }

@@ -86,7 +86,7 @@ internal readonly record struct CgroupName(int OwnerPid, ulong OwnerStartTime, s
     /// The command name (field 2) is in parentheses and may itself hold spaces and parentheses, so
     /// the fields are counted from the last closing parenthesis: field 3 (state) comes first.
     /// </summary>
-    private static string[]? FieldsAfterName(string stat)
+    internal static string[]? FieldsAfterName(string stat)
     {
         int close = stat.LastIndexOf(')');
         return close < 0 ? null : stat[(close + 1)..].Split(' ', StringSplitOptions.RemoveEmptyEntries);

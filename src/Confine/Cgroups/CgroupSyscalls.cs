@@ -30,25 +30,6 @@ internal static unsafe class CgroupSyscalls
         return fd < 0 ? error : Interop.Error.None;
     }
 
-    /// <summary>Reads once into <paramref name="buffer"/>; <paramref name="count"/> is 0 at end of file.</summary>
-    public static Interop.Error Read(SafeFileHandle handle, Span<byte> buffer, out int count)
-    {
-        int fd = (int)handle.DangerousGetHandle();
-        nint n;
-        Interop.Error error = Interop.Error.None;
-        fixed (byte* p = buffer)
-        {
-            do
-            {
-                n = Interop.read(fd, p, (nuint)buffer.Length);
-            }
-            while (n < 0 && (error = LastError()) == Interop.Error.EINTR);
-        }
-
-        count = n < 0 ? 0 : (int)n;
-        return n < 0 ? error : Interop.Error.None;
-    }
-
     /// <summary>
     /// Writes <paramref name="data"/> in one call: cgroup files take one value per write, so a
     /// short write is reported as EIO rather than continued.

@@ -71,12 +71,19 @@ public sealed class PolicyFile
         try
         {
             using FileStream stream = new(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 0);
-            byte[] buffer = new byte[MaxFileBytes + 1];
+
+            // Grown as needed rather than made at the limit: a fresh megabyte is zeroed page by page,
+            // which would cost a short run more than reading the file.
+            byte[] buffer = new byte[16 << 10];
             int length = 0;
             int read;
-            while (length < buffer.Length && (read = stream.Read(buffer, length, buffer.Length - length)) > 0)
+            while (length <= MaxFileBytes && (read = stream.Read(buffer, length, buffer.Length - length)) > 0)
             {
                 length += read;
+                if (length == buffer.Length && length <= MaxFileBytes)
+                {
+                    Array.Resize(ref buffer, Math.Min(buffer.Length * 4, MaxFileBytes + 1));
+                }
             }
 
             if (length > MaxFileBytes)

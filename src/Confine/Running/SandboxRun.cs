@@ -46,6 +46,7 @@ internal sealed class SandboxRun : IReportSink
     private IDisposable? _cpuTimer;
     private IDisposable? _usageTimer;
     private SeccompNotifier? _notifier;
+    private string? _notifierError;
     private SeccompPrograms.Compiled? _seccomp;
     private IDisposable? _timeoutTimer;
     private KillReason _killReason;
@@ -558,8 +559,6 @@ internal sealed class SandboxRun : IReportSink
             _notifier = notifier;
         }
     }
-
-    private string? _notifierError;
 
     /// <summary>On the I/O loop's thread, the moment the call was refused: a policy that ends the run on a violation ends it now.</summary>
     private void OnViolationAnswered(Violation violation)
