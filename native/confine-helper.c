@@ -909,11 +909,9 @@ static void apply_landlock(void) {
   close(ruleset);
 }
 
-/* Hands the seccomp notification descriptor to the supervisor, which answers every call the
- * filter sends it for the rest of the run. */
-static void send_listener(int listener) {
-  struct report r = { .type = REPORT_LISTENER, .time_ns = monotonic_ns(), .pid = getpid() };
-  struct iovec iov = { .iov_base = &r, .iov_len = sizeof r };
+/* Sends a report with one descriptor riding along as SCM_RIGHTS; false when the send failed. */
+static bool send_report_with_fd(const struct report *r, int fd) {
+  struct iovec iov = { .iov_base = (void *)r, .iov_len = sizeof *r };
   char control[CMSG_SPACE(sizeof(int))];
   memset(control, 0, sizeof control);
   struct msghdr message = {
@@ -926,8 +924,15 @@ static void send_listener(int listener) {
   header->cmsg_level = SOL_SOCKET;
   header->cmsg_type = SCM_RIGHTS;
   header->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(header), &listener, sizeof(int));
-  if (sendmsg(FD_REPORT, &message, MSG_NOSIGNAL) != (ssize_t)sizeof r)
+  memcpy(CMSG_DATA(header), &fd, sizeof(int));
+  return sendmsg(FD_REPORT, &message, MSG_NOSIGNAL) == (ssize_t)sizeof *r;
+}
+
+/* Hands the seccomp notification descriptor to the supervisor, which answers every call the
+ * filter sends it for the rest of the run. */
+static void send_listener(int listener) {
+  struct report r = { .type = REPORT_LISTENER, .time_ns = monotonic_ns(), .pid = getpid() };
+  if (!send_report_with_fd(&r, listener))
     fail(STEP_SECCOMP, errno, "sending the seccomp listener");
   close(listener);
 }
@@ -1270,8 +1275,12 @@ int main(void) {
   close(pivot[1]);
 
   write_id_maps(init);
+  /* The init's pidfd rides along: it becomes readable once the init, and with it every process of
+   * the sandbox, has ended, so Confine reads the sandbox's usage and removes its cgroup while this
+   * process is still tearing down the mount namespace it entered (see detach_for_init). */
   struct report r = { .type = REPORT_INIT_PID, .pid = init, .time_ns = monotonic_ns() };
-  send_report(&r);
+  if (!send_report_with_fd(&r, pidfd))
+    send_report(&r); /* without it Confine waits for this process's end instead */
   if (write(go[1], "g", 1) != 1)
     fail(STEP_CLONE, errno, "releasing the init");
   close(go[1]);

@@ -101,7 +101,7 @@ struct plan_user {
 
 enum report_type {
   REPORT_ERROR = 1,    /* a step failed: step, err, detail */
-  REPORT_INIT_PID = 2, /* the init's pid as the host sees it, in pid */
+  REPORT_INIT_PID = 2, /* the init's pid as the host sees it, in pid; its pidfd rides along as SCM_RIGHTS */
   REPORT_EXEC = 3,     /* the command is about to execve: time_ns */
   REPORT_EXIT = 4,     /* the command ended: status, rusage fields, time_ns */
   REPORT_INIT_GONE = 5, /* the init ended without REPORT_EXIT (it was killed): status */

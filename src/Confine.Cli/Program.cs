@@ -34,7 +34,8 @@ if (parsed.Errors.Count > 0)
 try
 {
     // The default handler would print a stack trace and exit 1; a policy error is bad input (2).
-    return await parsed.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+    // Invoked synchronously: `run` serves its sandbox's I/O on this thread (Sandbox.Run).
+    return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
 catch (PolicyException e)
 {

@@ -42,7 +42,9 @@ internal static class RunCommand
         run.Options.Add(onViolation);
         run.Arguments.Add(command);
 
-        run.SetAction(async (result, cancellationToken) =>
+        // Synchronous on purpose: Sandbox.Run serves the sandbox's I/O on this thread while it waits,
+        // so a run starts no I/O or thread-pool thread (see IoLoop).
+        run.SetAction(result =>
         {
             SandboxPolicy policy;
             try
@@ -95,7 +97,7 @@ internal static class RunCommand
 
             // An interruption (^C, a service manager's SIGTERM, a closed terminal) kills the sandbox and
             // still ends in a verdict, status "cancelled", instead of Confine dying mid-run.
-            using var interrupted = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            using var interrupted = new CancellationTokenSource();
             using PosixSignalRegistration onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Cancel);
             using PosixSignalRegistration onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Cancel);
             using PosixSignalRegistration onHangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Cancel);
@@ -110,7 +112,7 @@ internal static class RunCommand
             Verdict verdict;
             try
             {
-                verdict = await Sandbox.RunAsync(policy, argv, io, interrupted.Token);
+                verdict = Sandbox.Run(policy, argv, io, interrupted.Token);
             }
             catch (PolicyException e)
             {
@@ -120,14 +122,14 @@ internal static class RunCommand
             {
                 if (hook is not null)
                 {
-                    await hook.DrainAsync();
+                    hook.DrainAsync().GetAwaiter().GetResult();
                 }
             }
 
             if (verdictOutput is not null)
             {
                 byte[] record = System.Text.Encoding.UTF8.GetBytes(VerdictJson.Serialize(verdict) + "\n");
-                await verdictOutput.WriteAsync(record, CancellationToken.None);
+                verdictOutput.Write(record);
             }
 
             if (asJson)

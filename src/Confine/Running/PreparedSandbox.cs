@@ -181,6 +181,16 @@ internal sealed unsafe class PreparedSandbox
         Stdin.Dispose();
         Stdout.Dispose();
         Stderr.Dispose();
+        lock (_gate)
+        {
+            // Reports nobody will take: the init's pidfd among them.
+            foreach ((_, SafeFileHandle? descriptor) in _pending)
+            {
+                descriptor?.Dispose();
+            }
+
+            _pending.Clear();
+        }
     }
 
     /// <summary>The I/O loop's callback on the helper's pidfd, which is readable once the helper is a zombie.</summary>

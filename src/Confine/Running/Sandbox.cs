@@ -95,6 +95,24 @@ public static class Sandbox
     }
 
     /// <summary>
+    /// As <see cref="RunAsync"/>, but blocks until the verdict, and while it waits the calling thread
+    /// serves the sandbox's pipes and reports itself: a program that runs one sandbox at a time (a
+    /// command-line tool, a judge's worker) starts no I/O thread and no thread-pool thread for it,
+    /// and the verdict is made on the calling thread. When another thread already serves them (an
+    /// earlier <see cref="RunAsync"/> left the I/O thread running, or another thread is in this
+    /// method), this only waits. A handler in <paramref name="io"/> (output streams, usage and
+    /// violation callbacks) then runs on the calling thread as well, and must not block on another
+    /// run.
+    /// </summary>
+    /// <exception cref="PolicyException">The policy or command is not valid.</exception>
+    public static Verdict Run(
+        SandboxPolicy policy,
+        IReadOnlyList<string> command,
+        SandboxIO? io = null,
+        CancellationToken cancellationToken = default) =>
+        IoLoop.Shared.Serve(() => RunAsync(policy, command, io, cancellationToken));
+
+    /// <summary>
     /// As <see cref="RunAsync"/>, but the sandbox is built for this run alone, whatever
     /// <see cref="PrepareAhead"/> says: none prepared ahead is taken and none is left for the next
     /// run. The benchmark times it beside <see cref="RunAsync"/> so that both costs are shown.

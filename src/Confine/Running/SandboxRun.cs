@@ -36,6 +36,7 @@ internal sealed class SandboxRun : IReportSink
     private readonly long _startTimestamp = Stopwatch.GetTimestamp();
     private readonly object _gate = new();
     private readonly TaskCompletionSource _reportsClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _initEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private PreparedSandbox? _sandbox;
     private byte[]? _setupPlan;
@@ -50,6 +51,7 @@ internal sealed class SandboxRun : IReportSink
     private SeccompPrograms.Compiled? _seccomp;
     private IDisposable? _timeoutTimer;
     private KillReason _killReason;
+    private bool _ended;
     private long _killTimestamp;
     private HelperReport? _exec;
     private HelperReport? _exit;
@@ -168,11 +170,11 @@ internal sealed class SandboxRun : IReportSink
             SendCommandPlanOnce();
         }
 
-        // The run's end continues on the thread pool: the I/O loop completes what is awaited below.
-        // A process whose pool has no thread yet (the confine command, or any first run) would start
-        // one only when the command has exited, and every verdict would wait for that; asked for now,
-        // it starts while the command runs.
-        if (ThreadPool.ThreadCount == 0)
+        // Unless the caller's thread serves the I/O loop (and the run resumes there), the run's end
+        // continues on the thread pool: the I/O loop completes what is awaited below. A process whose
+        // pool has no thread yet (any first run) would start one only when the command has exited,
+        // and every verdict would wait for that; asked for now, it starts while the command runs.
+        if (!IoLoop.ResumeHere && ThreadPool.ThreadCount == 0)
         {
             ThreadPool.UnsafeQueueUserWorkItem(static _ => { }, null);
         }
@@ -183,20 +185,37 @@ internal sealed class SandboxRun : IReportSink
 
         using CancellationTokenRegistration cancellation = cancellationToken.Register(() => Kill(KillReason.Cancelled));
 
-        await Task.WhenAll(_reportsClosed.Task, stdout.Closed, stderr.Closed).ConfigureAwait(false);
+        // One by one rather than through Task.WhenAll, whose task would complete on the thread pool
+        // even when this run resumes on the thread that serves the I/O loop.
+        bool resumeHere = IoLoop.ResumeHere;
+        await _initEnded.Task.ConfigureAwait(resumeHere);
+        await stdout.Closed.ConfigureAwait(resumeHere);
+        await stderr.Closed.ConfigureAwait(resumeHere);
 
-        // The report socket closes when the outer helper exits, so this wait is at most a moment.
-        int helperStatus = await sandbox.Exited.ConfigureAwait(false);
+        // Every process of the sandbox has ended: what it used is final, and its cgroup can go
+        // while the outer helper finishes.
         lock (_gate)
         {
+            // A report the loop delivers after the pidfd's event (REPORT_EXEC of a very short
+            // command) must not start a timer now.
+            _ended = true;
             _timeoutTimer?.Dispose();
             _cpuTimer?.Dispose();
             _usageTimer?.Dispose();
+        }
+
+        CgroupUsage? usage = _cgroup?.ReadUsage();
+        _cgroup?.Dispose();
+
+        // The report socket closes when the outer helper exits, after the init's last reports.
+        await _reportsClosed.Task.ConfigureAwait(resumeHere);
+        int helperStatus = await sandbox.Exited.ConfigureAwait(resumeHere);
+        lock (_gate)
+        {
             sandbox.Kill();
         }
 
-        await stdinTask.ConfigureAwait(false);
-        CgroupUsage? usage = _cgroup?.ReadUsage();
+        await stdinTask.ConfigureAwait(resumeHere);
 
         // Every process that could make a recorded call is dead: the notifier has nothing left to answer.
         ImmutableArray<Violation> violations = [];
@@ -204,7 +223,7 @@ internal sealed class SandboxRun : IReportSink
         {
             // The violations it announced reach the caller's handlers (and hooks) before the verdict.
             _notifier.Stop();
-            await _notifier.Completion.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await _notifier.Completion.ConfigureAwait(resumeHere ? ConfigureAwaitOptions.SuppressThrowing | ConfigureAwaitOptions.ContinueOnCapturedContext : ConfigureAwaitOptions.SuppressThrowing);
             violations = _notifier.Violations;
             if (_notifier.AnswerError is Exception failed)
             {
@@ -281,14 +300,14 @@ internal sealed class SandboxRun : IReportSink
         catch
         {
             sandbox.Discard();
-            await sandbox.Exited.ConfigureAwait(false);
+            await sandbox.Exited.ConfigureAwait(IoLoop.ResumeHere);
             throw;
         }
 
         if (failed is not null)
         {
             sandbox.Discard();
-            await sandbox.Exited.ConfigureAwait(false);
+            await sandbox.Exited.ConfigureAwait(IoLoop.ResumeHere);
         }
 
         return failed;
@@ -521,11 +540,47 @@ internal sealed class SandboxRun : IReportSink
 
     void IReportSink.OnDescriptor(HelperReport report, SafeFileHandle descriptor) => OnDescriptor(report, descriptor);
 
-    void IReportSink.OnReportsClosed() => _reportsClosed.TrySetResult();
+    void IReportSink.OnReportsClosed()
+    {
+        _reportsClosed.TrySetResult();
+        // A sandbox that never had an init (or whose pidfd did not come) has ended by now.
+        _initEnded.TrySetResult();
+    }
+
+    /// <summary>
+    /// Watches the init's pidfd: it becomes readable when the init has ended, and since the kernel
+    /// ends a PID namespace's other processes before its init, every process of the sandbox is gone
+    /// then. The outer helper is still ending (it tears down the mount namespace it entered to detach
+    /// the old root), and the report socket closes only after that, so waiting for the pidfd instead
+    /// lets the run read its usage and remove its cgroup meanwhile.
+    /// </summary>
+    private void WatchInit(SafeFileHandle pidfd)
+    {
+        try
+        {
+            IoLoop.Shared.Register(pidfd, _ =>
+            {
+                _initEnded.TrySetResult();
+                return false;
+            });
+        }
+        catch (ErrnoException)
+        {
+            // The report socket's end stands in for it.
+            pidfd.Dispose();
+        }
+    }
 
     /// <summary>A descriptor the helper passed over the report socket.</summary>
     private void OnDescriptor(HelperReport report, SafeFileHandle descriptor)
     {
+        if (report.Type == REPORT_INIT_PID)
+        {
+            Handle(report);
+            WatchInit(descriptor);
+            return;
+        }
+
         if (report.Type != REPORT_LISTENER)
         {
             descriptor.Dispose();
@@ -592,6 +647,11 @@ internal sealed class SandboxRun : IReportSink
             {
                 case REPORT_EXEC:
                     _exec = report;
+                    if (_ended)
+                    {
+                        break;
+                    }
+
                     if (_policy.Timeout is TimeSpan timeout && _killReason == KillReason.None)
                     {
                         _timeoutTimer = SandboxClock.Shared.Start(() => Kill(KillReason.Timeout), timeout, TimeSpan.Zero);
