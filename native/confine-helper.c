@@ -1219,6 +1219,20 @@ static int wait_for_init(pid_t init, int pidfd, int pivot) {
   return status;
 }
 
+/* The init has its own copies of the sandbox's standard streams. This process keeps none: with
+ * its copies, the command's stdout and stderr would reach end-of-file for Confine only when this
+ * process exits (after the init, and after tearing down the mount namespace it entered), and
+ * Confine's writes to a stdin the command has closed would fill the pipe instead of failing. */
+static void let_go_of_the_sandboxes_stdio(void) {
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  for (int fd = 0; fd <= 2; fd++) {
+    if (null < 0 || dup2(null, fd) < 0)
+      close(fd);
+  }
+  if (null > 2)
+    close(null);
+}
+
 /* glibc's posix_spawn, which Confine starts the helper with, leaves glibc's two internal signals
  * (32 and 33) ignored in the new program (musl's leaves its three, up to 34), and an ignored signal
  * survives execve: the command would start with them ignored. Every other signal arrives here at
@@ -1284,6 +1298,7 @@ int main(void) {
   if (write(go[1], "g", 1) != 1)
     fail(STEP_CLONE, errno, "releasing the init");
   close(go[1]);
+  let_go_of_the_sandboxes_stdio();
 
   int status = wait_for_init(init, pidfd, pivot[0]);
   if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {

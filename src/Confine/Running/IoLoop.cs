@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Confine.Native;
 using Microsoft.Win32.SafeHandles;
@@ -12,19 +13,19 @@ namespace Confine.Running;
 /// </summary>
 /// <remarks>
 /// The loop runs on a thread of its own, started when the first descriptor is registered, unless a
-/// caller is blocked in <see cref="Serve{T}"/>: that caller's thread then runs the loop, and the run
-/// it waits for resumes there too. A program that runs one sandbox at a time (the confine command)
-/// then starts neither the loop's thread nor a thread-pool thread: each thread start costs its
-/// starter a wait for the new thread, and each hand-off between threads at the end of a run wakes
-/// an idle CPU, together about a twentieth of a short run.
+/// caller is blocked in <see cref="Serve{T}"/>: that caller's thread then runs the loop, and what
+/// the run awaits through <see cref="Resume(Task, bool)"/> resumes there too. A program that runs one
+/// sandbox at a time (the confine command) then starts neither the loop's thread nor a thread-pool
+/// thread: each thread start costs its starter a wait for the new thread, and each hand-off between
+/// threads at the end of a run wakes an idle CPU, together about a twentieth of a short run.
 /// </remarks>
 internal sealed unsafe class IoLoop
 {
     private static readonly Lazy<IoLoop> s_shared = new(() => new IoLoop());
 
-    /// <summary>Whether the current thread is running the loop in <see cref="Serve{T}"/>.</summary>
+    /// <summary>The context of the loop the current thread serves in <see cref="Serve{T}"/>, or null.</summary>
     [ThreadStatic]
-    private static bool t_serving;
+    private static LoopContext? t_serving;
 
     /// <summary>Whether the current thread runs the loop, served or its own: posting from it needs no wake.</summary>
     [ThreadStatic]
@@ -53,11 +54,23 @@ internal sealed unsafe class IoLoop
 
     public static IoLoop Shared => s_shared.Value;
 
+    /// <summary>Whether the current thread runs the loop while it waits, in <see cref="Serve{T}"/>.</summary>
+    public static bool IsServingThread => t_serving is not null;
+
     /// <summary>
-    /// Whether the current thread runs the loop while it waits for a run: the run's awaits then
-    /// resume on it (<c>ConfigureAwait(IoLoop.ResumeHere)</c>) instead of on the thread pool.
+    /// Awaits <paramref name="task"/>: on a thread that serves the loop, the continuation runs on it
+    /// once the loop gets to it; elsewhere, as <c>ConfigureAwait(false)</c> would.
     /// </summary>
-    public static bool ResumeHere => t_serving;
+    /// <remarks>
+    /// The loop's context is made current only while the continuation is registered, which is when
+    /// an await captures it. Left current, it would stop every <c>ConfigureAwait(false)</c>
+    /// continuation from running inline on this thread (the runtime inlines only where no custom
+    /// context is current) and send each to the thread pool instead.
+    /// </remarks>
+    public static LoopAwaitable Resume(Task task, bool suppressThrowing = false) => new(task, t_serving, suppressThrowing);
+
+    /// <inheritdoc cref="Resume(Task, bool)"/>
+    public static LoopAwaitable<T> Resume<T>(Task<T> task) => new(task, t_serving);
 
     /// <summary>Whether a thread of the loop's own has been started, for tests of what starts one.</summary>
     internal bool HasThread => Volatile.Read(ref _thread) is not null;
@@ -122,9 +135,7 @@ internal sealed unsafe class IoLoop
             return start().GetAwaiter().GetResult();
         }
 
-        SynchronizationContext? previous = SynchronizationContext.Current;
-        SynchronizationContext.SetSynchronizationContext(new LoopContext(this));
-        t_serving = true;
+        t_serving = new LoopContext(this);
         t_onLoop = true;
         try
         {
@@ -141,9 +152,8 @@ internal sealed unsafe class IoLoop
         }
         finally
         {
-            t_serving = false;
+            t_serving = null;
             t_onLoop = false;
-            SynchronizationContext.SetSynchronizationContext(previous);
             lock (_gate)
             {
                 _served = false;
@@ -269,10 +279,79 @@ internal sealed unsafe class IoLoop
     private sealed record Registration(SafeFileHandle Handle, Func<SafeFileHandle, bool> OnReadable);
 
     /// <summary>What an await that resumes on the loop posts its continuation to.</summary>
-    private sealed class LoopContext(IoLoop loop) : SynchronizationContext
+    internal sealed class LoopContext(IoLoop loop) : SynchronizationContext
     {
         public override void Post(SendOrPostCallback d, object? state) => loop.Post(d, state);
 
         public override SynchronizationContext CreateCopy() => this;
+
+        /// <summary>Registers <paramref name="register"/>'s continuation with this context current, so that it captures it.</summary>
+        public void Capture(Action register)
+        {
+            SynchronizationContext? previous = Current;
+            SetSynchronizationContext(this);
+            try
+            {
+                register();
+            }
+            finally
+            {
+                SetSynchronizationContext(previous);
+            }
+        }
+    }
+
+    /// <summary>The awaitable of <see cref="Resume(Task, bool)"/>.</summary>
+    internal readonly struct LoopAwaitable(Task task, LoopContext? context, bool suppressThrowing) : ICriticalNotifyCompletion
+    {
+        public LoopAwaitable GetAwaiter() => this;
+
+        public bool IsCompleted => task.IsCompleted;
+
+        public void GetResult()
+        {
+            if (!suppressThrowing)
+            {
+                task.GetAwaiter().GetResult();
+            }
+        }
+
+        public void OnCompleted(Action continuation) => UnsafeOnCompleted(continuation);
+
+        public void UnsafeOnCompleted(Action continuation)
+        {
+            if (context is null)
+            {
+                task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(continuation);
+                return;
+            }
+
+            Task awaited = task;
+            context.Capture(() => awaited.ConfigureAwait(true).GetAwaiter().UnsafeOnCompleted(continuation));
+        }
+    }
+
+    /// <summary>The awaitable of <see cref="Resume{T}(Task{T})"/>.</summary>
+    internal readonly struct LoopAwaitable<T>(Task<T> task, LoopContext? context) : ICriticalNotifyCompletion
+    {
+        public LoopAwaitable<T> GetAwaiter() => this;
+
+        public bool IsCompleted => task.IsCompleted;
+
+        public T GetResult() => task.GetAwaiter().GetResult();
+
+        public void OnCompleted(Action continuation) => UnsafeOnCompleted(continuation);
+
+        public void UnsafeOnCompleted(Action continuation)
+        {
+            if (context is null)
+            {
+                task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(continuation);
+                return;
+            }
+
+            Task<T> awaited = task;
+            context.Capture(() => awaited.ConfigureAwait(true).GetAwaiter().UnsafeOnCompleted(continuation));
+        }
     }
 }

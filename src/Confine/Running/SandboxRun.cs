@@ -174,7 +174,7 @@ internal sealed class SandboxRun : IReportSink
         // continues on the thread pool: the I/O loop completes what is awaited below. A process whose
         // pool has no thread yet (any first run) would start one only when the command has exited,
         // and every verdict would wait for that; asked for now, it starts while the command runs.
-        if (!IoLoop.ResumeHere && ThreadPool.ThreadCount == 0)
+        if (!IoLoop.IsServingThread && ThreadPool.ThreadCount == 0)
         {
             ThreadPool.UnsafeQueueUserWorkItem(static _ => { }, null);
         }
@@ -187,10 +187,9 @@ internal sealed class SandboxRun : IReportSink
 
         // One by one rather than through Task.WhenAll, whose task would complete on the thread pool
         // even when this run resumes on the thread that serves the I/O loop.
-        bool resumeHere = IoLoop.ResumeHere;
-        await _initEnded.Task.ConfigureAwait(resumeHere);
-        await stdout.Closed.ConfigureAwait(resumeHere);
-        await stderr.Closed.ConfigureAwait(resumeHere);
+        await IoLoop.Resume(_initEnded.Task);
+        await IoLoop.Resume(stdout.Closed);
+        await IoLoop.Resume(stderr.Closed);
 
         // Every process of the sandbox has ended: what it used is final, and its cgroup can go
         // while the outer helper finishes.
@@ -208,14 +207,14 @@ internal sealed class SandboxRun : IReportSink
         _cgroup?.Dispose();
 
         // The report socket closes when the outer helper exits, after the init's last reports.
-        await _reportsClosed.Task.ConfigureAwait(resumeHere);
-        int helperStatus = await sandbox.Exited.ConfigureAwait(resumeHere);
+        await IoLoop.Resume(_reportsClosed.Task);
+        int helperStatus = await IoLoop.Resume(sandbox.Exited);
         lock (_gate)
         {
             sandbox.Kill();
         }
 
-        await stdinTask.ConfigureAwait(resumeHere);
+        await IoLoop.Resume(stdinTask);
 
         // Every process that could make a recorded call is dead: the notifier has nothing left to answer.
         ImmutableArray<Violation> violations = [];
@@ -223,7 +222,7 @@ internal sealed class SandboxRun : IReportSink
         {
             // The violations it announced reach the caller's handlers (and hooks) before the verdict.
             _notifier.Stop();
-            await _notifier.Completion.ConfigureAwait(resumeHere ? ConfigureAwaitOptions.SuppressThrowing | ConfigureAwaitOptions.ContinueOnCapturedContext : ConfigureAwaitOptions.SuppressThrowing);
+            await IoLoop.Resume(_notifier.Completion, suppressThrowing: true);
             violations = _notifier.Violations;
             if (_notifier.AnswerError is Exception failed)
             {
@@ -300,14 +299,14 @@ internal sealed class SandboxRun : IReportSink
         catch
         {
             sandbox.Discard();
-            await sandbox.Exited.ConfigureAwait(IoLoop.ResumeHere);
+            await IoLoop.Resume(sandbox.Exited);
             throw;
         }
 
         if (failed is not null)
         {
             sandbox.Discard();
-            await sandbox.Exited.ConfigureAwait(IoLoop.ResumeHere);
+            await IoLoop.Resume(sandbox.Exited);
         }
 
         return failed;
