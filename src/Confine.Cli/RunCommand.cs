@@ -83,9 +83,29 @@ internal static class RunCommand
                 return Fail("confine: stats-interval: must be longer than zero");
             }
 
+            // An interruption (^C, a service manager's SIGTERM, a closed terminal) kills the sandbox and
+            // still ends in a verdict, status "cancelled", instead of Confine dying mid-run. The
+            // handlers are registered once the sandbox is being built (see OnSandboxStarting).
+            using var interrupted = new CancellationTokenSource();
+            var signals = new List<PosixSignalRegistration>();
+            void Cancel(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                interrupted.Cancel();
+            }
+
+            void RegisterSignals()
+            {
+                foreach (PosixSignal signal in (ReadOnlySpan<PosixSignal>)[PosixSignal.SIGINT, PosixSignal.SIGTERM, PosixSignal.SIGHUP, PosixSignal.SIGQUIT])
+                {
+                    signals.Add(PosixSignalRegistration.Create(signal, Cancel));
+                }
+            }
+
             ViolationHook? hook = result.GetValue(onViolation) is string hookCommand ? new ViolationHook(hookCommand) : null;
             var io = new SandboxIO
             {
+                OnSandboxStarting = RegisterSignals,
                 Stdin = input,
                 Stdout = asJson ? null : Console.OpenStandardOutput(),
                 Stderr = asJson ? null : Console.OpenStandardError(),
@@ -94,20 +114,6 @@ internal static class RunCommand
                 OnViolation = hook is null ? null : hook.Enqueue,
                 Logger = new StderrLogger(Microsoft.Extensions.Logging.LogLevel.Warning),
             };
-
-            // An interruption (^C, a service manager's SIGTERM, a closed terminal) kills the sandbox and
-            // still ends in a verdict, status "cancelled", instead of Confine dying mid-run.
-            using var interrupted = new CancellationTokenSource();
-            using PosixSignalRegistration onInterrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Cancel);
-            using PosixSignalRegistration onTerminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Cancel);
-            using PosixSignalRegistration onHangUp = PosixSignalRegistration.Create(PosixSignal.SIGHUP, Cancel);
-            using PosixSignalRegistration onQuit = PosixSignalRegistration.Create(PosixSignal.SIGQUIT, Cancel);
-
-            void Cancel(PosixSignalContext context)
-            {
-                context.Cancel = true;
-                interrupted.Cancel();
-            }
 
             Verdict verdict;
             try
@@ -120,6 +126,11 @@ internal static class RunCommand
             }
             finally
             {
+                foreach (PosixSignalRegistration registration in signals)
+                {
+                    registration.Dispose();
+                }
+
                 if (hook is not null)
                 {
                     hook.DrainAsync().GetAwaiter().GetResult();

@@ -27,9 +27,9 @@ internal sealed unsafe class IoLoop
     [ThreadStatic]
     private static LoopContext? t_serving;
 
-    /// <summary>Whether the current thread runs the loop, served or its own: posting from it needs no wake.</summary>
+    /// <summary>The loop the current thread runs, served or as its own thread: posting to it from there needs no wake.</summary>
     [ThreadStatic]
-    private static bool t_onLoop;
+    private static IoLoop? t_runningLoop;
 
     /// <summary>The epoll data of the descriptor that wakes the loop for posted work; registrations count from 1.</summary>
     private const ulong WakeId = 0;
@@ -136,13 +136,17 @@ internal sealed unsafe class IoLoop
         }
 
         t_serving = new LoopContext(this);
-        t_onLoop = true;
+        t_runningLoop = this;
         try
         {
             Task<T> task = start();
-            // A task that completes on another thread (a caller's stream on the thread pool) must
-            // still end the wait.
-            task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(Wake);
+            if (!task.IsCompleted)
+            {
+                // A task that completes on another thread (a caller's stream on the thread pool)
+                // must still end the wait.
+                task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(Wake);
+            }
+
             while (!task.IsCompleted)
             {
                 RunOnce();
@@ -153,7 +157,7 @@ internal sealed unsafe class IoLoop
         finally
         {
             t_serving = null;
-            t_onLoop = false;
+            t_runningLoop = null;
             lock (_gate)
             {
                 _served = false;
@@ -169,7 +173,7 @@ internal sealed unsafe class IoLoop
     private void Post(SendOrPostCallback callback, object? state)
     {
         _posted.Enqueue((callback, state));
-        if (!t_onLoop)
+        if (t_runningLoop != this)
         {
             Wake();
             EnsureServed();
@@ -191,7 +195,9 @@ internal sealed unsafe class IoLoop
 
         lock (_gate)
         {
-            if (!_served)
+            // A caller that served the loop may have run the posted work, or seen the registration
+            // end, and left since: a thread started then would serve nothing.
+            if (!_served && (!_registrations.IsEmpty || !_posted.IsEmpty))
             {
                 StartThread();
             }
@@ -208,7 +214,7 @@ internal sealed unsafe class IoLoop
 
         var thread = new Thread(() =>
         {
-            t_onLoop = true;
+            t_runningLoop = this;
             while (true)
             {
                 RunOnce();

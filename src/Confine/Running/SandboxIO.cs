@@ -38,6 +38,15 @@ public sealed record SandboxIO
 
     /// <summary>Where Confine logs what happens to the sandbox (violations, with stable event ids); null logs nothing.</summary>
     public Microsoft.Extensions.Logging.ILogger? Logger { get; init; }
+
+    /// <summary>
+    /// Called on the run's thread once the helper has started building the sandbox, before the run
+    /// makes anything else (its cgroup). The confine command registers its signal handlers here:
+    /// the first registration starts the runtime's signal thread, and started here that overlaps
+    /// the sandbox's setup instead of delaying it. A signal that comes earlier ends Confine with its
+    /// default action; the helper then kills the sandbox, and nothing else exists yet.
+    /// </summary>
+    internal Action? OnSandboxStarting { get; init; }
 }
 
 /// <summary>

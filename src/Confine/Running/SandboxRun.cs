@@ -139,6 +139,7 @@ internal sealed class SandboxRun : IReportSink
         }
 
         _sandbox = sandbox;
+        _io.OnSandboxStarting?.Invoke();
 
         if (await PrepareAlongsideAsync(sandbox).ConfigureAwait(false) is Verdict notPrepared)
         {

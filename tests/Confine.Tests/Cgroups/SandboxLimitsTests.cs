@@ -69,6 +69,31 @@ public sealed class SandboxLimitsTests
     }
 
     [CgroupFact]
+    public async Task Run_CommandLeavesABackgroundChild_UsageIsInTheVerdictAndTheCgroupIsGone()
+    {
+        // The child holds 40 MiB and the command's stdout, and sleeps far longer than the test waits:
+        // the run can end only through the sandbox's end, which kills it. The shell, the init's only
+        // child, uses a few MiB, so a peak above 40 MiB is the cgroup's, read after the child was killed.
+        string marker = SandboxTesting.NewMarker();
+        string script =
+            "python3 -c 'import sys, time; x = bytearray(40 << 20); open(\"/tmp/ready\", \"w\").close(); " +
+            $"time.sleep(float(sys.argv[1]))' {marker} & " +
+            "while [ ! -e /tmp/ready ]; do sleep 0.01; done; echo started";
+        var clock = Stopwatch.StartNew();
+        SandboxPolicy policy = With(new ResourceLimits { PidsLimit = 64 });
+        Verdict verdict = await Sandbox.RunAsync(policy, ["/bin/sh", "-c", script]);
+
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"the verdict took {clock.Elapsed}");
+        Assert.True(verdict.Status == VerdictStatus.Ok, VerdictJson.Serialize(verdict));
+        Assert.Equal("started\n", verdict.Stdout.Text);
+        Assert.NotNull(verdict.Resources);
+        Assert.Equal("cgroup", verdict.MemoryPeakSource);
+        Assert.InRange(verdict.MemoryPeakBytes, 40 * MiB, 500 * MiB);
+        AssertNoCgroupLeft();
+        Assert.Empty(SandboxTesting.HostProcessesWith(marker, "python3"));
+    }
+
+    [CgroupFact]
     public async Task Run_HalfACpu_GetsAboutHalfACore()
     {
         var policy = With(new ResourceLimits { Cpus = 0.5 }) with { Timeout = TimeSpan.FromSeconds(2) };

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Confine.Tests.Support;
 
 namespace Confine.Tests.Cli;
 
@@ -16,7 +17,8 @@ public sealed class PublishedCliFactAttribute : FactAttribute
 
 /// <summary>
 /// What only the published command does differently from the JIT-compiled one the other CLI tests
-/// run: compiled ahead of time, it names its seccomp cache entries by its executable's stamp.
+/// run: compiled ahead of time, it names its seccomp cache entries by its executable's stamp. And
+/// what is measured on the command as people run it: which threads a run starts in it.
 /// </summary>
 [Trait("Category", "Cli")]
 public sealed class PublishedCliTests
@@ -49,6 +51,79 @@ public sealed class PublishedCliTests
                 Directory.Delete(cache, recursive: true);
             }
         }
+    }
+
+    [PublishedCliFact]
+    public void Run_OneCommand_StartsNoIoOrThreadPoolThread()
+    {
+        // The command is told apart from every other process by a fraction of a second of its own.
+        string seconds = $"1.{Random.Shared.Next(100000, 999999)}";
+        var info = new ProcessStartInfo(Executable)
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (string argument in (string[])["run", "--", "/bin/sleep", seconds])
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        // Both streams are drained, so that a full pipe cannot stall the command.
+        using Process process = Process.Start(info)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+
+        // The I/O loop's thread would start when the run registers its first pipe, and a pool thread
+        // at the latest when the run ends: the names are sampled from start to exit, and some samples
+        // must fall while the command runs, or the test has not watched the run at all.
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        int samplesWhileRunning = 0;
+        var clock = Stopwatch.StartNew();
+        while (!process.HasExited && clock.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            bool running = SandboxTesting.HostProcessesWith(seconds, "/bin/sleep").Count == 1;
+            names.UnionWith(ThreadNames(process.Id));
+            if (running && !process.HasExited)
+            {
+                samplesWhileRunning++;
+            }
+
+            Thread.Sleep(10);
+        }
+
+        Assert.True(process.WaitForExit(20_000), "confine did not end");
+        Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {stdout.Result}{stderr.Result}");
+        Assert.True(samplesWhileRunning > 0, "no sample of confine's threads was taken while the command ran");
+        Assert.Contains("confine", names);
+        Assert.DoesNotContain("Confine I/O", names);
+        Assert.DoesNotContain(".NET TP Worker", names);
+    }
+
+    /// <summary>A process's thread names, as the kernel keeps them (15 bytes at most); none once it has ended.</summary>
+    private static List<string> ThreadNames(int pid)
+    {
+        var names = new List<string>();
+        try
+        {
+            foreach (string task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                try
+                {
+                    names.Add(File.ReadAllText(Path.Combine(task, "comm")).TrimEnd('\n'));
+                }
+                catch (IOException)
+                {
+                    // The thread ended while we looked.
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // The process ended while we looked.
+        }
+
+        return names;
     }
 
     private static void Run(string cache)

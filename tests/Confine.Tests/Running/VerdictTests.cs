@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Confine.Running;
 using Confine.Tests.Support;
 using static Confine.Tests.Support.SandboxTesting;
 
@@ -19,6 +20,42 @@ public sealed class VerdictTests
         Assert.False(verdict.Stdout.Truncated);
         Assert.InRange(verdict.SetupTimeSeconds, 1e-5, 5);
         Assert.InRange(verdict.WallTimeSeconds, 1e-5, 5);
+    }
+
+    [Fact]
+    public void Run_Blocking_SuccessfulCommandIsOkWithItsOutput()
+    {
+        // In this process the shared I/O loop has usually got its own thread from an earlier test's
+        // run, and Sandbox.Run then only blocks on the run: this checks the verdict it gives. That
+        // its caller serves the loop and starts no thread is checked in fresh processes, by the CLI
+        // tests (the command calls Sandbox.Run) and by the published command's thread test.
+        Verdict verdict = Sandbox.Run(SandboxPolicy.Default, ["/bin/sh", "-c", "echo hi"]);
+
+        Assert.Equal(VerdictStatus.Ok, verdict.Status);
+        Assert.Equal(0, verdict.ExitCode);
+        Assert.Equal("hi\n", verdict.Stdout.Text);
+        Assert.Equal("", verdict.Stderr.Text);
+        Assert.InRange(verdict.WallTimeSeconds, 1e-5, 5);
+        Assert.False(IoLoop.IsServingThread);
+    }
+
+    [Fact]
+    public void Run_Blocking_NonzeroExitReportsTheCodeAndBothStreams()
+    {
+        Verdict verdict = Sandbox.Run(SandboxPolicy.Default, ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]);
+
+        Assert.Equal(VerdictStatus.ExitNonzero, verdict.Status);
+        Assert.Equal(3, verdict.ExitCode);
+        Assert.Equal("out\n", verdict.Stdout.Text);
+        Assert.Equal("err\n", verdict.Stderr.Text);
+    }
+
+    [Fact]
+    public void Run_BlockingWithNoCommand_ThrowsPolicyException()
+    {
+        PolicyException error = Assert.Throws<PolicyException>(() => Sandbox.Run(SandboxPolicy.Default, []));
+        Assert.Equal("command", error.Path);
+        Assert.False(IoLoop.IsServingThread);
     }
 
     [Fact]
