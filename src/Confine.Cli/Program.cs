@@ -14,10 +14,27 @@ const string Description = "Confine: run untrusted commands in an isolated Linux
 // pay. The parser also reads a token that merely starts like one of them as that option ("-hr" is
 // -h bundled with more, "--help=x" carries a value), hence the prefixes; '@' because a response file
 // could hold any of them.
-Command root = MayNeedRootCommand(args) ? new RootCommand(Description) : new Command("confine", Description);
-root.Subcommands.Add(RunCommand.Create());
-root.Subcommands.Add(PolicyCommand.Create());
-root.Subcommands.Add(CheckCommand.Create());
+bool mayNeedRoot = MayNeedRootCommand(args);
+Command root = mayNeedRoot ? new RootCommand(Description) : new Command("confine", Description);
+
+// Only the subcommand the command line names is built: `run` and `policy show` make some forty
+// options each. Help lists them all, and an unknown subcommand is answered with the list, so those
+// command lines get every one.
+string? named = !mayNeedRoot && args.Length > 0 && args[0] is "run" or "policy" or "check" ? args[0] : null;
+if (named is null or "run")
+{
+    root.Subcommands.Add(RunCommand.Create());
+}
+
+if (named is null or "policy")
+{
+    root.Subcommands.Add(PolicyCommand.Create());
+}
+
+if (named is null or "check")
+{
+    root.Subcommands.Add(CheckCommand.Create());
+}
 
 ParseResult parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

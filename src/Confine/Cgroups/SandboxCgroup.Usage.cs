@@ -1,3 +1,6 @@
+using Confine.Native;
+using Microsoft.Win32.SafeHandles;
+
 namespace Confine.Cgroups;
 
 internal sealed partial class SandboxCgroup
@@ -7,6 +10,93 @@ internal sealed partial class SandboxCgroup
 
     private long _sampledMemoryPeak;
     private long _sampledPidsPeak;
+
+    /// <summary>
+    /// The accounting files, opened once while the sandbox is being built (null for one that is
+    /// missing), or null when not kept. The run's last reading comes after its command has ended,
+    /// while the caller waits for the verdict: through these it costs a pread per file instead of an
+    /// open, two reads and a close, about a tenth of a millisecond for the dozen files.
+    /// </summary>
+    private Dictionary<string, SafeFileHandle?>? _usageFiles;
+
+    /// <summary>Whether <see cref="KeepUsageFilesOpen"/> is recording the files a reading opens.</summary>
+    private bool _recordingUsageFiles;
+
+    /// <summary>
+    /// Opens the files <see cref="ReadUsage"/> reads and keeps them open until <see cref="Dispose"/>;
+    /// the list is whatever a reading made now opens. Thirteen descriptors per sandbox on a v1 host.
+    /// </summary>
+    public void KeepUsageFilesOpen()
+    {
+        _usageFiles = new Dictionary<string, SafeFileHandle?>(StringComparer.Ordinal);
+        _recordingUsageFiles = true;
+        try
+        {
+            ReadUsage();
+        }
+        finally
+        {
+            _recordingUsageFiles = false;
+        }
+    }
+
+    private void CloseUsageFiles()
+    {
+        if (_usageFiles is null)
+        {
+            return;
+        }
+
+        foreach (SafeFileHandle? handle in _usageFiles.Values)
+        {
+            handle?.Dispose();
+        }
+
+        _usageFiles = null;
+    }
+
+    private string? ReadText(string path)
+    {
+        if (_usageFiles is null)
+        {
+            return CgroupFiles.TryReadText(path);
+        }
+
+        if (_usageFiles.TryGetValue(path, out SafeFileHandle? kept))
+        {
+            return kept is null ? null : Posix.TryReadTextAgain(kept);
+        }
+
+        if (!_recordingUsageFiles)
+        {
+            return CgroupFiles.TryReadText(path);
+        }
+
+        SafeFileHandle? opened;
+        try
+        {
+            opened = Posix.Open(path, Interop.O_RDONLY);
+        }
+        catch (ErrnoException)
+        {
+            opened = null;
+        }
+
+        _usageFiles[path] = opened;
+        return opened is null ? null : Posix.TryReadTextAgain(opened);
+    }
+
+    private long? ReadInt64(string path)
+    {
+        string? text = ReadText(path);
+        return text is null ? null : CgroupFiles.ParseValue(text.AsSpan().Trim());
+    }
+
+    private long? ReadKeyed(string path, string key)
+    {
+        string? text = ReadText(path);
+        return text is null ? null : CgroupFiles.FindKeyed(text, key);
+    }
 
     /// <summary>
     /// Reads the sandbox's accounting: a dozen small files, cheap enough to sample every 100 ms.
@@ -34,13 +124,13 @@ internal sealed partial class SandboxCgroup
 
         if (pids is not null)
         {
-            long? current = CgroupFiles.TryReadInt64(pids.File("pids.current"));
+            long? current = ReadInt64(pids.File("pids.current"));
             long sampled = RaiseTo(ref _sampledPidsPeak, current ?? 0);
             usage = usage with
             {
                 PidsCurrent = current,
-                PidsPeak = CgroupFiles.TryReadInt64(pids.File("pids.peak")) ?? sampled,
-                PidsLimitHits = CgroupFiles.TryReadKeyed(pids.File("pids.events"), "max"),
+                PidsPeak = ReadInt64(pids.File("pids.peak")) ?? sampled,
+                PidsLimitHits = ReadKeyed(pids.File("pids.events"), "max"),
             };
         }
 
@@ -61,8 +151,8 @@ internal sealed partial class SandboxCgroup
         Member? accounting = Of(CgroupController.CpuAccounting);
         long? value = accounting?.Version switch
         {
-            CgroupVersion.V1 => CgroupFiles.TryReadInt64(accounting.File("cpuacct.usage")),
-            CgroupVersion.V2 => CgroupFiles.TryReadKeyed(accounting.File("cpu.stat"), "usage_usec") * 1000,
+            CgroupVersion.V1 => ReadInt64(accounting.File("cpuacct.usage")),
+            CgroupVersion.V2 => ReadKeyed(accounting.File("cpu.stat"), "usage_usec") * 1000,
             _ => null,
         };
         return value ?? -1;
@@ -71,16 +161,16 @@ internal sealed partial class SandboxCgroup
     /// <summary>The verdict's resource record from a fresh reading, with the limits that were not enforced.</summary>
     public ResourceUsage ReadResourceUsage() => ReadUsage().ToResourceUsage(_unenforced);
 
-    private static CgroupUsage ReadCpu(CgroupUsage usage, Member? accounting, Member? cpu)
+    private CgroupUsage ReadCpu(CgroupUsage usage, Member? accounting, Member? cpu)
     {
         if (accounting?.Version == CgroupVersion.V1)
         {
-            long? user = CgroupFiles.TryReadInt64(accounting.File("cpuacct.usage_user"));
-            long? system = CgroupFiles.TryReadInt64(accounting.File("cpuacct.usage_sys"));
+            long? user = ReadInt64(accounting.File("cpuacct.usage_user"));
+            long? system = ReadInt64(accounting.File("cpuacct.usage_sys"));
             if (user is null || system is null)
             {
                 // Kernels before 4.7 have only cpuacct.stat, in USER_HZ ticks.
-                string? stat = CgroupFiles.TryReadText(accounting.File("cpuacct.stat"));
+                string? stat = ReadText(accounting.File("cpuacct.stat"));
                 user = stat is null ? null : CgroupFiles.FindKeyed(stat, "user") * (1_000_000_000 / UserHz);
                 system = stat is null ? null : CgroupFiles.FindKeyed(stat, "system") * (1_000_000_000 / UserHz);
             }
@@ -88,7 +178,7 @@ internal sealed partial class SandboxCgroup
             // The total is the scheduler's exact runtime; the user/system split is sampled at timer
             // ticks and drifts from it (by a fifth, seen under a CPU quota), so the split is scaled
             // to the exact total, as v2 does itself in cpu.stat.
-            long? total = CgroupFiles.TryReadInt64(accounting.File("cpuacct.usage"));
+            long? total = ReadInt64(accounting.File("cpuacct.usage"));
             if (total is long exact && user is long ticksUser && system is long ticksSystem
                 && ticksUser + ticksSystem > 0)
             {
@@ -105,7 +195,7 @@ internal sealed partial class SandboxCgroup
         }
         else if (accounting?.Version == CgroupVersion.V2)
         {
-            string? stat = CgroupFiles.TryReadText(accounting.File("cpu.stat"));
+            string? stat = ReadText(accounting.File("cpu.stat"));
             if (stat is not null)
             {
                 usage = usage with
@@ -123,14 +213,14 @@ internal sealed partial class SandboxCgroup
         {
             usage = usage with
             {
-                CpuThrottledNanoseconds = CgroupFiles.TryReadKeyed(cpu.File("cpu.stat"), "throttled_time"),
+                CpuThrottledNanoseconds = ReadKeyed(cpu.File("cpu.stat"), "throttled_time"),
             };
         }
         else if (cpu?.Version == CgroupVersion.V2)
         {
             usage = usage with
             {
-                CpuThrottledNanoseconds = CgroupFiles.TryReadKeyed(cpu.File("cpu.stat"), "throttled_usec") * 1000,
+                CpuThrottledNanoseconds = ReadKeyed(cpu.File("cpu.stat"), "throttled_usec") * 1000,
             };
         }
 
@@ -140,10 +230,10 @@ internal sealed partial class SandboxCgroup
     private CgroupUsage ReadMemory(CgroupUsage usage, Member memory)
     {
         bool v2 = memory.Version == CgroupVersion.V2;
-        long? current = CgroupFiles.TryReadInt64(memory.File(v2 ? "memory.current" : "memory.usage_in_bytes"));
+        long? current = ReadInt64(memory.File(v2 ? "memory.current" : "memory.usage_in_bytes"));
         long sampled = RaiseTo(ref _sampledMemoryPeak, current ?? 0);
-        long? peak = CgroupFiles.TryReadInt64(memory.File(v2 ? "memory.peak" : "memory.max_usage_in_bytes"));
-        long? oomKills = CgroupFiles.TryReadKeyed(memory.File(v2 ? "memory.events" : "memory.oom_control"), "oom_kill");
+        long? peak = ReadInt64(memory.File(v2 ? "memory.peak" : "memory.max_usage_in_bytes"));
+        long? oomKills = ReadKeyed(memory.File(v2 ? "memory.events" : "memory.oom_control"), "oom_kill");
         return usage with
         {
             MemoryCurrentBytes = current,
@@ -157,7 +247,7 @@ internal sealed partial class SandboxCgroup
     /// v1's blk-throttle statistics, lines of <c>MAJ:MIN Read|Write|Sync|Async|Discard|Total N</c>
     /// and a last <c>Total N</c>; the recursive files include any child cgroups.
     /// </summary>
-    private static CgroupUsage ReadIoV1(CgroupUsage usage, Member io)
+    private CgroupUsage ReadIoV1(CgroupUsage usage, Member io)
     {
         (long? readBytes, long? writeBytes) = SumV1(io, "blkio.throttle.io_service_bytes");
         (long? readOps, long? writeOps) = SumV1(io, "blkio.throttle.io_serviced");
@@ -169,10 +259,10 @@ internal sealed partial class SandboxCgroup
             IoWriteOps = writeOps,
         };
 
-        static (long? Read, long? Write) SumV1(Member io, string file)
+        (long? Read, long? Write) SumV1(Member io, string file)
         {
-            string? text = CgroupFiles.TryReadText(io.File(file + "_recursive"))
-                ?? CgroupFiles.TryReadText(io.File(file));
+            string? text = ReadText(io.File(file + "_recursive"))
+                ?? ReadText(io.File(file));
             if (text is null)
             {
                 return (null, null);
@@ -205,9 +295,9 @@ internal sealed partial class SandboxCgroup
     }
 
     /// <summary>v2's <c>io.stat</c>, a line per device: <c>MAJ:MIN rbytes=N wbytes=N rios=N wios=N ...</c>.</summary>
-    private static CgroupUsage ReadIoV2(CgroupUsage usage, Member io)
+    private CgroupUsage ReadIoV2(CgroupUsage usage, Member io)
     {
-        string? text = CgroupFiles.TryReadText(io.File("io.stat"));
+        string? text = ReadText(io.File("io.stat"));
         if (text is null)
         {
             return usage;

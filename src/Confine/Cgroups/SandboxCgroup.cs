@@ -112,6 +112,7 @@ internal sealed partial class SandboxCgroup : IDisposable
         }
 
         _disposed = true;
+        CloseUsageFiles();
         if (TryRemoveEmpty())
         {
             return;

@@ -121,6 +121,9 @@ internal static unsafe partial class Interop
     internal static partial nint write(int fd, byte* buffer, nuint count);
 
     [LibraryImport(Libc, SetLastError = true)]
+    internal static partial nint pread(int fd, byte* buffer, nuint count, long offset);
+
+    [LibraryImport(Libc, SetLastError = true)]
     internal static partial nint recvmsg(int fd, MsgHdr* message, int flags);
 
     [LibraryImport(Libc, SetLastError = true)]

@@ -199,6 +199,48 @@ internal static unsafe class Posix
             return null;
         }
 
+        try
+        {
+            return ReadToEnd(fd, fromStart: false, out errno);
+        }
+        finally
+        {
+            Interop.close(fd);
+        }
+    }
+
+    /// <summary>
+    /// The whole of a small file, read afresh from its start through a descriptor kept open (pread
+    /// at offset 0, which makes a /proc or cgroup file produce its current contents again); null when
+    /// it cannot be read.
+    /// </summary>
+    public static string? TryReadTextAgain(SafeFileHandle handle)
+    {
+        bool added = false;
+        try
+        {
+            handle.DangerousAddRef(ref added);
+            return ReadToEnd((int)handle.DangerousGetHandle(), fromStart: true, out _);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Closed by its owner meanwhile (a sample taken as the run ends): nothing to read.
+            return null;
+        }
+        finally
+        {
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    /// <summary>Reads <paramref name="fd"/> until end of file: from where it is, or with pread from offset 0.</summary>
+    private static string? ReadToEnd(int fd, bool fromStart, out int errno)
+    {
+        errno = 0;
+
         // Most such files fit a page; mountinfo on a host with many mounts, or io.stat with many disks, may not.
         byte[] buffer = ArrayPool<byte>.Shared.Rent(4096);
         try
@@ -217,7 +259,8 @@ internal static unsafe class Posix
                 nint count;
                 fixed (byte* free = &buffer[length])
                 {
-                    count = Interop.read(fd, free, (nuint)(buffer.Length - length));
+                    nuint room = (nuint)(buffer.Length - length);
+                    count = fromStart ? Interop.pread(fd, free, room, length) : Interop.read(fd, free, room);
                 }
 
                 if (count < 0)
@@ -242,7 +285,6 @@ internal static unsafe class Posix
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
-            Interop.close(fd);
         }
     }
 

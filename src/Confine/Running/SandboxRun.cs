@@ -353,6 +353,9 @@ internal sealed class SandboxRun : IReportSink
             return cannotJoin;
         }
 
+        // Opened now, while the helper builds the sandbox, so that the reading after the command
+        // has ended is cheap.
+        _cgroup.KeepUsageFilesOpen();
         _weakened.AddRange(_cgroup.Unenforced.Select(u => $"cgroup limit not enforced: {u}"));
         return null;
     }

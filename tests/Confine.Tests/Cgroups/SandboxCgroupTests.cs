@@ -96,6 +96,40 @@ public sealed class SandboxCgroupTests
         Assert.True(cgroup.ReadUsage().MemoryPeakBytes > 0);
     }
 
+    [CgroupFact]
+    public void KeepUsageFilesOpen_LaterReadings_SeeTheCurrentValuesAndRemovalStillWorks()
+    {
+        SandboxCgroup cgroup = Create(new ResourceLimits { MemoryBytes = 64 * MiB, PidsLimit = 50 });
+        IReadOnlyList<string> directories = cgroup.Directories;
+        cgroup.KeepUsageFilesOpen();
+        CgroupUsage before = cgroup.ReadUsage();
+
+        // The kept descriptors must be read afresh, not return what they said when opened.
+        using Workload spinner = Workload.Start("i=0; while [ $i -lt 200000 ]; do i=$((i + 1)); done; head -c 8000000 /dev/zero | tail -c 1 >/dev/null");
+        spinner.JoinAndRelease(cgroup);
+        Assert.True(spinner.WaitForExit(20_000));
+        CgroupUsage after = cgroup.ReadUsage();
+
+        Assert.True(after.CpuUsageNanoseconds > before.CpuUsageNanoseconds + 10_000_000,
+            $"cpu usage went from {before.CpuUsageNanoseconds} to {after.CpuUsageNanoseconds} ns");
+        Assert.True(after.MemoryPeakBytes > before.MemoryPeakBytes, $"memory peak stayed at {after.MemoryPeakBytes}");
+        Assert.Equal(CpuUsageReadByPath(cgroup), after.CpuUsageNanoseconds);
+
+        // Open descriptors do not keep a cgroup from being removed, and a reading after is harmless.
+        cgroup.Dispose();
+        Assert.All(directories, d => Assert.False(Directory.Exists(d), $"{d} is left behind"));
+        Assert.Empty(cgroup.Leftovers);
+
+        // The task has ended, so the count no longer moves: a fresh open must agree with the kept descriptor.
+        static long? CpuUsageReadByPath(SandboxCgroup cgroup)
+        {
+            string accounting = cgroup.DirectoryOf(CgroupController.CpuAccounting)!;
+            return File.Exists(Path.Join(accounting, "cpuacct.usage"))
+                ? CgroupFiles.TryReadInt64(Path.Join(accounting, "cpuacct.usage"))
+                : CgroupFiles.TryReadKeyed(Path.Join(accounting, "cpu.stat"), "usage_usec") * 1000;
+        }
+    }
+
     [CgroupFact(CgroupNeed.BlockDevice)]
     public void Create_WithWriteBps_ThrottlesDirectWrites()
     {
