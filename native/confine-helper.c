@@ -683,25 +683,37 @@ static void readonly_source_submounts(void) {
  *
  * umount2 unhashes the mounts at once but then waits for an RCU grace period before it returns
  * (about 2 ms here, most of a sandbox's setup time). The outer process makes that call from
- * inside the sandbox's mount namespace (see detach_for_init), and the init goes on as soon as
- * "/.." resolves to the new root. It must be "/..": a lookup of "/" starts at the process's root
+ * inside the sandbox's mount namespace (see detach_for_init), and the init, before it forks the
+ * command, waits until "/.." resolves to the new root. It must be "/..": a lookup of "/" starts at the process's root
  * and never sees what is stacked on it, while ".." at the root crosses into the stacked mount, so
  * until the detach has happened "/.." still reaches the old root and every host path beneath it.
  * A process of the sandbox's own could make the call too, but the init's exit would then wait for
  * its grace period: a PID namespace ends only when its last task has. */
 static int pivot_fd = -1;
+static dev_t new_root_dev;
 
-static void await_old_root_detach(dev_t new_root_dev) {
+static void ask_for_old_root_detach(void) {
   if (write(pivot_fd, "p", 1) != 1)
     fail(STEP_PIVOT_ROOT, errno, "asking for the old root's detach");
   close(pivot_fd);
+}
+
+/* The init asks for the detach as soon as the new root is in place and waits for it only before
+ * the command is forked: what it does in between (host name, loopback, the command plan, the
+ * cgroups) looks up no path, so the outer process's round trip overlaps that work instead of
+ * adding to it. Nothing else runs in the sandbox until the command, which starts after this. */
+static void await_old_root_detach(void) {
   for (;;) {
     struct stat root;
     if (stat("/..", &root) == 0 && root.st_dev == new_root_dev)
-      return;
+      break;
     /* The outer process kills the init if the detach fails, so this loop cannot outlive it. */
     sched_yield();
   }
+  if (chdir("/") < 0)
+    fail(STEP_PIVOT_ROOT, errno, "chdir to /");
+  if (remount_bind("/", MS_RDONLY | MS_NOSUID | MS_NODEV) < 0)
+    fail(STEP_ROOT_READONLY, errno, "read-only remount of /");
 }
 
 /* Builds the sandbox's root in a staging tmpfs, then makes it the root and drops the host's. */
@@ -738,12 +750,8 @@ static void build_root(void) {
     fail(STEP_PIVOT_ROOT, errno, "chdir to the new root");
   if (syscall(SYS_pivot_root, ".", ".") < 0)
     fail(STEP_PIVOT_ROOT, errno, "pivot_root into the new root");
-  await_old_root_detach(new_root.st_dev);
-  if (chdir("/") < 0)
-    fail(STEP_PIVOT_ROOT, errno, "chdir to /");
-
-  if (remount_bind("/", MS_RDONLY | MS_NOSUID | MS_NODEV) < 0)
-    fail(STEP_ROOT_READONLY, errno, "read-only remount of /");
+  new_root_dev = new_root.st_dev;
+  ask_for_old_root_detach();
 }
 
 static void bring_up_loopback(void) {
@@ -1105,9 +1113,6 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
 
   build_root();
 
-  /* Nothing inside may read the init's memory or its /proc files. Not earlier: the outer process
-   * needs ptrace-level access to enter the init's namespaces for the detach. */
-  prctl(PR_SET_DUMPABLE, 0);
   if (plan.hostname != NULL && sethostname(plan.hostname, strlen(plan.hostname)) < 0)
     fail(STEP_HOSTNAME, errno, "sethostname(%s)", plan.hostname);
   if (plan.loopback_up)
@@ -1132,6 +1137,11 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
   int signal_fd = signalfd(-1, &handled, SFD_CLOEXEC);
   if (signal_fd < 0)
     fail(STEP_SUPERVISE, errno, "signalfd");
+
+  await_old_root_detach();
+  /* Nothing inside may read the init's memory or its /proc files. Not earlier: the outer process
+   * needs ptrace-level access to enter the init's namespaces for the detach. */
+  prctl(PR_SET_DUMPABLE, 0);
 
   pid_t command = fork();
   if (command < 0)
