@@ -553,9 +553,9 @@ internal sealed class SandboxRun : IReportSink
     /// <summary>
     /// Watches the init's pidfd: it becomes readable when the init has ended, and since the kernel
     /// ends a PID namespace's other processes before its init, every process of the sandbox is gone
-    /// then. The outer helper is still ending (it tears down the mount namespace it entered to detach
-    /// the old root), and the report socket closes only after that, so waiting for the pidfd instead
-    /// lets the run read its usage and remove its cgroup meanwhile.
+    /// then. The outer helper has yet to notice and end (and on its way out it tears down the mount
+    /// namespace it entered to detach the old root); the report socket closes only when it exits,
+    /// so waiting for the pidfd instead lets the run read its usage and remove its cgroup meanwhile.
     /// </summary>
     private void WatchInit(SafeFileHandle pidfd)
     {
