@@ -15,18 +15,16 @@ internal static class CgroupFiles
     public static string? TryReadText(string path) => Posix.TryReadText(path);
 
     /// <summary>A file holding one number (or <c>max</c>, read as <see cref="long.MaxValue"/>).</summary>
-    public static long? TryReadInt64(string path)
-    {
-        string? text = TryReadText(path);
-        return text is null ? null : ParseValue(text.AsSpan().Trim());
-    }
+    public static long? TryReadInt64(string path) => Int64Of(TryReadText(path));
 
     /// <summary>One key of a flat keyed file (<c>key value</c> per line), as in <c>memory.events</c>.</summary>
-    public static long? TryReadKeyed(string path, string key)
-    {
-        string? text = TryReadText(path);
-        return text is null ? null : FindKeyed(text, key);
-    }
+    public static long? TryReadKeyed(string path, string key) => KeyedOf(TryReadText(path), key);
+
+    /// <summary>The number a one-number file's <paramref name="text"/> holds; null for no text.</summary>
+    public static long? Int64Of(string? text) => text is null ? null : ParseValue(text.AsSpan().Trim());
+
+    /// <summary>One key of a flat keyed file's <paramref name="text"/>; null for no text.</summary>
+    public static long? KeyedOf(string? text, string key) => text is null ? null : FindKeyed(text, key);
 
     /// <summary>Writes <paramref name="value"/> in one write(2): the kernel parses one value per write.</summary>
     public static Interop.Error Write(string path, string value)

@@ -57,12 +57,14 @@ internal sealed partial class SandboxCgroup
 
     private string? ReadText(string path)
     {
-        if (_usageFiles is null)
+        // Once: a sample in flight on the clock's thread may meet Dispose clearing the field.
+        Dictionary<string, SafeFileHandle?>? files = _usageFiles;
+        if (files is null)
         {
             return CgroupFiles.TryReadText(path);
         }
 
-        if (_usageFiles.TryGetValue(path, out SafeFileHandle? kept))
+        if (files.TryGetValue(path, out SafeFileHandle? kept))
         {
             return kept is null ? null : Posix.TryReadTextAgain(kept);
         }
@@ -82,21 +84,13 @@ internal sealed partial class SandboxCgroup
             opened = null;
         }
 
-        _usageFiles[path] = opened;
+        files[path] = opened;
         return opened is null ? null : Posix.TryReadTextAgain(opened);
     }
 
-    private long? ReadInt64(string path)
-    {
-        string? text = ReadText(path);
-        return text is null ? null : CgroupFiles.ParseValue(text.AsSpan().Trim());
-    }
+    private long? ReadInt64(string path) => CgroupFiles.Int64Of(ReadText(path));
 
-    private long? ReadKeyed(string path, string key)
-    {
-        string? text = ReadText(path);
-        return text is null ? null : CgroupFiles.FindKeyed(text, key);
-    }
+    private long? ReadKeyed(string path, string key) => CgroupFiles.KeyedOf(ReadText(path), key);
 
     /// <summary>
     /// Reads the sandbox's accounting: a dozen small files, cheap enough to sample every 100 ms.

@@ -290,20 +290,30 @@ internal sealed unsafe class IoLoop
         public override void Post(SendOrPostCallback d, object? state) => loop.Post(d, state);
 
         public override SynchronizationContext CreateCopy() => this;
+    }
 
-        /// <summary>Registers <paramref name="register"/>'s continuation with this context current, so that it captures it.</summary>
-        public void Capture(Action register)
+    /// <summary>
+    /// Registers <paramref name="continuation"/> on <paramref name="task"/>: with <paramref name="context"/>
+    /// made current for the moment of registration, which is when an await captures it, or, without
+    /// one, as <c>ConfigureAwait(false)</c> does.
+    /// </summary>
+    private static void OnCompleted(Task task, LoopContext? context, Action continuation)
+    {
+        if (context is null)
         {
-            SynchronizationContext? previous = Current;
-            SetSynchronizationContext(this);
-            try
-            {
-                register();
-            }
-            finally
-            {
-                SetSynchronizationContext(previous);
-            }
+            task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(continuation);
+            return;
+        }
+
+        SynchronizationContext? previous = SynchronizationContext.Current;
+        SynchronizationContext.SetSynchronizationContext(context);
+        try
+        {
+            task.ConfigureAwait(true).GetAwaiter().UnsafeOnCompleted(continuation);
+        }
+        finally
+        {
+            SynchronizationContext.SetSynchronizationContext(previous);
         }
     }
 
@@ -324,17 +334,7 @@ internal sealed unsafe class IoLoop
 
         public void OnCompleted(Action continuation) => UnsafeOnCompleted(continuation);
 
-        public void UnsafeOnCompleted(Action continuation)
-        {
-            if (context is null)
-            {
-                task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(continuation);
-                return;
-            }
-
-            Task awaited = task;
-            context.Capture(() => awaited.ConfigureAwait(true).GetAwaiter().UnsafeOnCompleted(continuation));
-        }
+        public void UnsafeOnCompleted(Action continuation) => IoLoop.OnCompleted(task, context, continuation);
     }
 
     /// <summary>The awaitable of <see cref="Resume{T}(Task{T})"/>.</summary>
@@ -348,16 +348,6 @@ internal sealed unsafe class IoLoop
 
         public void OnCompleted(Action continuation) => UnsafeOnCompleted(continuation);
 
-        public void UnsafeOnCompleted(Action continuation)
-        {
-            if (context is null)
-            {
-                task.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(continuation);
-                return;
-            }
-
-            Task<T> awaited = task;
-            context.Capture(() => awaited.ConfigureAwait(true).GetAwaiter().UnsafeOnCompleted(continuation));
-        }
+        public void UnsafeOnCompleted(Action continuation) => IoLoop.OnCompleted(task, context, continuation);
     }
 }
