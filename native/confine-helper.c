@@ -1008,6 +1008,34 @@ __attribute__((noreturn)) static void run_command(void) {
   fail(STEP_EXEC, err, "%s", plan.argv[0]);
 }
 
+/* ---- Where the init starts ------------------------------------------------------------------ */
+
+/* The kernel places a new process on the CPU it judges idlest at the clone, often the one where
+ * Confine's own thread is busy making the run's cgroups, and a CPU that goes idle does not always
+ * pull it over: traced, the init waited up to a few milliseconds to run its first instruction
+ * while the outer process's CPU sat idle. The outer process sleeps as soon as it has released the
+ * init, so it asks the kernel to start the init on its own CPU; once released, the init takes back
+ * every CPU it may use (the cpuset's bounds apply either way), so neither it nor the command stays
+ * on one. */
+static cpu_set_t allowed_cpus;
+static bool have_allowed_cpus;
+
+static void start_init_here(pid_t init) {
+  int cpu = sched_getcpu();
+  if (!have_allowed_cpus || cpu < 0)
+    return;
+  cpu_set_t here;
+  CPU_ZERO(&here);
+  CPU_SET(cpu, &here);
+  /* A refusal (a cpuset without this CPU) costs only the head start. */
+  sched_setaffinity(init, sizeof here, &here);
+}
+
+static void release_init_cpus(void) {
+  if (have_allowed_cpus && sched_setaffinity(0, sizeof allowed_cpus, &allowed_cpus) < 0)
+    fail(STEP_CLONE, errno, "restoring the init's CPUs after its start");
+}
+
 /* ---- The init ------------------------------------------------------------------------------- */
 
 static void forward_signal(pid_t command, int sig) {
@@ -1082,6 +1110,7 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
   if (n != 1)
     _exit(125); /* the outer process failed and has reported why */
   close(go_fd);
+  release_init_cpus();
   close(FD_LIFELINE);
 
   /* Opened while the init still has the caller's host ids, so the lookups use the caller's own
@@ -1282,6 +1311,7 @@ int main(void) {
 
   /* A plain fork-like clone: the child starts on a copy of this stack, so no stack is passed. */
   int pidfd = -1;
+  have_allowed_cpus = sched_getaffinity(0, sizeof allowed_cpus, &allowed_cpus) == 0;
   /* The cgroup namespace is entered by the init once it is in its cgroup, so that the sandbox's
    * own cgroup is the root it sees. */
   unsigned long flags = (plan.clone_flags & ~(uint32_t)CLONE_NEWCGROUP) | CLONE_PIDFD | SIGCHLD;
@@ -1298,6 +1328,7 @@ int main(void) {
   close(go[0]);
   close(pivot[1]);
 
+  start_init_here(init);
   write_id_maps(init);
   /* The init's pidfd rides along: it becomes readable once the init, and with it every process of
    * the sandbox, has ended, so Confine reads the sandbox's usage and removes its cgroup while this

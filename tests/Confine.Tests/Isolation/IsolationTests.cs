@@ -230,6 +230,19 @@ public sealed class IsolationTests
     }
 
     [Fact]
+    public async Task Run_Command_MayUseEveryCpuConfineMay()
+    {
+        // The helper starts the init on its own CPU and lets it go once released; a command left
+        // on that one CPU would run a parallel build on a single core.
+        string own = File.ReadLines("/proc/self/status").Single(l => l.StartsWith("Cpus_allowed_list:", StringComparison.Ordinal));
+        for (int i = 0; i < 5; i++)
+        {
+            Verdict verdict = await RunShellAsync("grep Cpus_allowed_list: /proc/self/status");
+            Assert.Equal(own + "\n", verdict.Stdout.Text);
+        }
+    }
+
+    [Fact]
     public async Task Run_Always_LeavesHostMountTableUnchanged()
     {
         string[] before = HostMounts();
