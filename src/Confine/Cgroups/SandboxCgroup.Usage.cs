@@ -12,80 +12,78 @@ internal sealed partial class SandboxCgroup
     private long _sampledPidsPeak;
 
     /// <summary>
-    /// The accounting files, opened once while the sandbox is being built (null for one that is
-    /// missing), or null when not kept. The run's last reading comes after its command has ended,
-    /// while the caller waits for the verdict: through these it costs a pread per file instead of an
-    /// open, two reads and a close, about a tenth of a millisecond for the dozen files.
+    /// The accounting files, opened once while the sandbox starts (null for one that is missing),
+    /// or null when not kept. The run's last reading comes after its command has ended, while the
+    /// caller waits for the verdict: through these it costs a pread per file instead of an open, two
+    /// reads and a close, about a tenth of a millisecond for the dozen files.
     /// </summary>
     private Dictionary<string, SafeFileHandle?>? _usageFiles;
 
-    /// <summary>Whether <see cref="KeepUsageFilesOpen"/> is recording the files a reading opens.</summary>
-    private bool _recordingUsageFiles;
+    /// <summary>The files a reading opens while <see cref="KeepUsageFilesOpen"/> records them, on its thread only.</summary>
+    [ThreadStatic]
+    private static Dictionary<string, SafeFileHandle?>? t_recording;
 
     /// <summary>
     /// Opens the files <see cref="ReadUsage"/> reads and keeps them open until <see cref="Dispose"/>;
     /// the list is whatever a reading made now opens. Thirteen descriptors per sandbox on a v1 host.
+    /// A reading on another thread meanwhile (a usage sample) reads by path until the set is complete.
     /// </summary>
     public void KeepUsageFilesOpen()
     {
-        _usageFiles = new Dictionary<string, SafeFileHandle?>(StringComparer.Ordinal);
-        _recordingUsageFiles = true;
+        var recording = new Dictionary<string, SafeFileHandle?>(StringComparer.Ordinal);
+        t_recording = recording;
         try
         {
             ReadUsage();
         }
         finally
         {
-            _recordingUsageFiles = false;
+            t_recording = null;
         }
+
+        Volatile.Write(ref _usageFiles, recording);
     }
 
     private void CloseUsageFiles()
     {
-        if (_usageFiles is null)
+        Dictionary<string, SafeFileHandle?>? files = Interlocked.Exchange(ref _usageFiles, null);
+        if (files is null)
         {
             return;
         }
 
-        foreach (SafeFileHandle? handle in _usageFiles.Values)
+        foreach (SafeFileHandle? handle in files.Values)
         {
             handle?.Dispose();
         }
-
-        _usageFiles = null;
     }
 
     private string? ReadText(string path)
     {
-        // Once: a sample in flight on the clock's thread may meet Dispose clearing the field.
-        Dictionary<string, SafeFileHandle?>? files = _usageFiles;
-        if (files is null)
+        if (t_recording is { } recording)
         {
-            return CgroupFiles.TryReadText(path);
+            SafeFileHandle? opened;
+            try
+            {
+                opened = Posix.Open(path, Interop.O_RDONLY);
+            }
+            catch (ErrnoException)
+            {
+                opened = null;
+            }
+
+            recording[path] = opened;
+            return opened is null ? null : Posix.TryReadTextAgain(opened);
         }
 
-        if (files.TryGetValue(path, out SafeFileHandle? kept))
+        // Once: a sample in flight on the clock's thread may meet Dispose clearing the field.
+        Dictionary<string, SafeFileHandle?>? files = Volatile.Read(ref _usageFiles);
+        if (files is not null && files.TryGetValue(path, out SafeFileHandle? kept))
         {
             return kept is null ? null : Posix.TryReadTextAgain(kept);
         }
 
-        if (!_recordingUsageFiles)
-        {
-            return CgroupFiles.TryReadText(path);
-        }
-
-        SafeFileHandle? opened;
-        try
-        {
-            opened = Posix.Open(path, Interop.O_RDONLY);
-        }
-        catch (ErrnoException)
-        {
-            opened = null;
-        }
-
-        files[path] = opened;
-        return opened is null ? null : Posix.TryReadTextAgain(opened);
+        return CgroupFiles.TryReadText(path);
     }
 
     private long? ReadInt64(string path) => CgroupFiles.Int64Of(ReadText(path));

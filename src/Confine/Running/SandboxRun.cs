@@ -171,6 +171,22 @@ internal sealed class SandboxRun : IReportSink
             SendCommandPlanOnce();
         }
 
+        // Neither is part of the setup, so both wait until the plan is out and overlap the
+        // sandbox's last steps instead of holding the plan back: the accounting files are opened
+        // for a cheap reading once the command has ended, and the cgroups of Confines that died
+        // are cleaned up (a failure there is about other runs' leftovers, not this run).
+        if (_cgroup is not null)
+        {
+            _cgroup.KeepUsageFilesOpen();
+            try
+            {
+                RemoveStaleCgroups(s_cgroupHost.Value, _policy.Resources.CgroupParent);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+
         // Unless the caller's thread serves the I/O loop (and the run resumes there), the run's end
         // continues on the thread pool: the I/O loop completes what is awaited below. A process whose
         // pool has no thread yet (any first run) would start one only when the command has exited,
@@ -329,7 +345,6 @@ internal sealed class SandboxRun : IReportSink
         {
             limits = WritableStorage.Expand(limits, _policy.Binds);
             CgroupHost host = s_cgroupHost.Value;
-            RemoveStaleCgroups(host, limits.CgroupParent);
             _cgroup = SandboxCgroup.Create(host, limits, $"run{Interlocked.Increment(ref s_runCounter)}");
         }
         catch (CgroupUnavailableException e)
@@ -353,9 +368,6 @@ internal sealed class SandboxRun : IReportSink
             return cannotJoin;
         }
 
-        // Opened now, while the helper builds the sandbox, so that the reading after the command
-        // has ended is cheap.
-        _cgroup.KeepUsageFilesOpen();
         _weakened.AddRange(_cgroup.Unenforced.Select(u => $"cgroup limit not enforced: {u}"));
         return null;
     }
