@@ -13,8 +13,10 @@
  *            whatever is left in the namespace.
  *   command  drops every privilege, loads the seccomp filter last, and executes the program.
  *
- * Descriptors at start: 0-2 the command's stdio, FD_PLAN the plan, FD_REPORT a SOCK_SEQPACKET
- * socket for reports, FD_LIFELINE the read end of a pipe whose write end only the caller holds.
+ * Descriptors at start: 0-2 the command's stdio, FD_PLAN the setup plan (a memfd, or a pipe to
+ * read to its end when the helper was started before its plan was known), FD_REPORT a
+ * SOCK_SEQPACKET socket for reports, FD_LIFELINE the read end of a pipe whose write end only the
+ * caller holds.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -73,7 +75,7 @@
 
 struct mount_entry {
   struct plan_mount head;
-  int source_fd; /* bind sources, opened by the outer process before the clone */
+  int source_fd; /* bind sources, opened by the init before it changes its ids */
   const char *source;
   const char *target;
   const char *data;
@@ -134,6 +136,10 @@ static void send_report(const struct report *r) {
   (void)ignored;
 }
 
+/* The outer process's init until it is released; -1 in every other process and afterwards. */
+static pid_t unreleased_init = -1;
+static int unreleased_init_pidfd = -1;
+
 /* Reports a failed step with errno `err` and ends this process. Every failure path ends here. */
 __attribute__((noreturn, format(printf, 3, 4))) static void
 fail(enum step step, int err, const char *format, ...) {
@@ -143,6 +149,13 @@ fail(enum step step, int err, const char *format, ...) {
   vsnprintf(r.detail, sizeof r.detail, format, args);
   va_end(args);
   send_report(&r);
+  /* Its death signal would end an init that was never released too, but only after this process
+   * is gone and reaped: the caller could see it still there. */
+  if (unreleased_init > 0) {
+    syscall(SYS_pidfd_send_signal, unreleased_init_pidfd, SIGKILL, NULL, 0);
+    while (waitpid(unreleased_init, NULL, 0) < 0 && errno == EINTR) {
+    }
+  }
   _exit(125);
 }
 
@@ -283,6 +296,38 @@ static void parse_plan(const uint8_t *buffer, size_t size) {
 
 }
 
+/* Reads a pipe or stream socket to its end; NULL when it ended before its first byte. */
+static uint8_t *read_to_end(int fd, size_t *size, const char *what) {
+  size_t capacity = 16384, done = 0;
+  uint8_t *buffer = malloc(capacity);
+  for (;;) {
+    if (buffer == NULL)
+      fail(STEP_READ_PLAN, ENOMEM, "buffer for %s", what);
+    ssize_t n = read(fd, buffer + done, capacity - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      fail(STEP_READ_PLAN, errno, "reading %s", what);
+    if (n == 0)
+      break;
+    done += (size_t)n;
+    if (done == capacity) {
+      if (capacity >= (64 << 20))
+        fail(STEP_READ_PLAN, EINVAL, "%s larger than %d bytes", what, 64 << 20);
+      capacity *= 2;
+      buffer = realloc(buffer, capacity);
+    }
+  }
+  close(fd);
+  *size = done;
+  if (done == 0) {
+    free(buffer);
+    return NULL;
+  }
+  return buffer;
+}
+
+/* Reads a plan from a memfd; the setup plan may come on a pipe instead (see main). */
 static uint8_t *read_plan(int fd, size_t *size) {
   struct stat st;
   if (fstat(fd, &st) < 0)
@@ -1098,18 +1143,20 @@ static void open_bind_sources(void) {
   }
 }
 
-__attribute__((noreturn)) static void run_init(int go_fd) {
+__attribute__((noreturn)) static void run_init(int release_fd) {
   /* The outer process is single-threaded, so the death signal fires exactly when it dies. */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
     fail(STEP_WAIT_PARENT, errno, "PR_SET_PDEATHSIG");
-  char go;
-  ssize_t n;
-  do
-    n = read(go_fd, &go, 1);
-  while (n < 0 && errno == EINTR);
-  if (n != 1)
-    _exit(125); /* the outer process failed and has reported why */
-  close(go_fd);
+
+  /* The outer process releases the init by sending it the setup plan, once the init's id maps are
+   * written. The init may have been started before the plan was known (see main), so it always
+   * takes the plan from here rather than from what it inherited. */
+  size_t size;
+  uint8_t *buffer = read_to_end(release_fd, &size, "the setup plan from the outer process");
+  if (buffer == NULL)
+    _exit(125); /* the outer process failed and has reported why, or gave this init up */
+  memset(&plan, 0, sizeof plan);
+  parse_plan(buffer, size);
   release_init_cpus();
   close(FD_LIFELINE);
 
@@ -1182,6 +1229,19 @@ __attribute__((noreturn)) static void run_init(int go_fd) {
 
 /* ---- The outer process ---------------------------------------------------------------------- */
 
+/* The namespaces every isolation level asks for unless the network is the host's: a user, mount,
+ * PID, network, IPC and UTS namespace. The cgroup namespace is never part of the clone: the init
+ * enters it once it is in its cgroup, so that the sandbox's own cgroup is the root it sees. */
+#define USUAL_CLONE_FLAGS \
+  ((uint32_t)(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS))
+
+struct init_process {
+  pid_t pid;
+  int pidfd;
+  int release; /* a stream socket: the setup plan goes to the init through it */
+  int pivot;   /* the init asks for the old root's detach on it */
+};
+
 static void write_id_maps(pid_t init) {
   char path[64];
   if (plan.uid_map != NULL) {
@@ -1205,7 +1265,8 @@ static void write_id_maps(pid_t init) {
  * ordinary user has no rights over mount namespaces of its own user namespace, so it enters the
  * sandbox's user namespace first, which it owns. Nothing after this needs the caller's
  * namespaces: the outer process only waits and signals through its pidfd from here on. */
-static void detach_for_init(int pidfd) {
+static void detach_for_init(const struct init_process *init) {
+  int pidfd = init->pidfd;
   if (setns(pidfd, CLONE_NEWNS) < 0 && (errno != EPERM || setns(pidfd, CLONE_NEWUSER | CLONE_NEWNS) < 0)) {
     int err = errno;
     syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
@@ -1222,7 +1283,8 @@ static void detach_for_init(int pidfd) {
 
 /* Waits for the init to end, or for the caller to close the lifeline (it died, or it wants the
  * sandbox gone), whichever comes first; detaches the init's old root when it asks. */
-static int wait_for_init(pid_t init, int pidfd, int pivot) {
+static int wait_for_init(const struct init_process *init) {
+  int pidfd = init->pidfd, pivot = init->pivot;
   bool killed = false;
   for (;;) {
     struct pollfd fds[3] = {
@@ -1246,16 +1308,69 @@ static int wait_for_init(pid_t init, int pidfd, int pivot) {
     if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) {
       char request;
       if (read(pivot, &request, 1) == 1 && !killed)
-        detach_for_init(pidfd);
+        detach_for_init(init);
       close(pivot);
       pivot = -1; /* poll ignores negative descriptors */
     }
   }
 
   int status = 0;
-  while (waitpid(init, &status, 0) < 0 && errno == EINTR) {
+  while (waitpid(init->pid, &status, 0) < 0 && errno == EINTR) {
   }
   return status;
+}
+
+static struct init_process start_init(uint32_t clone_flags) {
+  int release[2], pivot[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, release) < 0 || pipe2(pivot, O_CLOEXEC) < 0)
+    fail(STEP_CLONE, errno, "socketpair or pipe2 for the init");
+
+  /* A plain fork-like clone: the child starts on a copy of this stack, so no stack is passed. */
+  int pidfd = -1;
+  unsigned long flags = (clone_flags & ~(uint32_t)CLONE_NEWCGROUP) | CLONE_PIDFD | SIGCHLD;
+  pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, &pidfd, NULL, NULL);
+  if (pid < 0)
+    fail(STEP_CLONE, errno, "clone with flags 0x%x", clone_flags);
+  if (pid == 0) {
+    close(release[1]);
+    close(pivot[0]);
+    pivot_fd = pivot[1];
+    run_init(release[0]);
+  }
+  close(release[0]);
+  close(pivot[1]);
+  unreleased_init = pid;
+  unreleased_init_pidfd = pidfd;
+  start_init_here(pid);
+  return (struct init_process){ .pid = pid, .pidfd = pidfd, .release = release[1], .pivot = pivot[0] };
+}
+
+/* Ends an init that has not been released: it has built nothing yet. Reaped here, so nothing of it
+ * outlives this process. */
+static void abandon_init(struct init_process *init) {
+  syscall(SYS_pidfd_send_signal, init->pidfd, SIGKILL, NULL, 0);
+  close(init->release);
+  close(init->pivot);
+  close(init->pidfd);
+  while (waitpid(init->pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  unreleased_init = -1;
+  *init = (struct init_process){ .pid = -1 };
+}
+
+/* Sends the init its setup plan and closes the socket: at its end, the init starts building. */
+static void release_init(struct init_process *init, const uint8_t *setup_plan, size_t size) {
+  for (size_t done = 0; done < size;) {
+    ssize_t n = send(init->release, setup_plan + done, size - done, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      fail(STEP_CLONE, errno, "releasing the init");
+    done += (size_t)n;
+  }
+  close(init->release);
+  init->release = -1;
+  unreleased_init = -1;
 }
 
 /* The init has its own copies of the sandbox's standard streams. This process keeps none: with
@@ -1297,51 +1412,59 @@ int main(void) {
    * verdict), not the default action of SIGINT here. */
   setpgid(0, 0);
 
+  if (fcntl(FD_REPORT, F_SETFD, FD_CLOEXEC) < 0 || fcntl(FD_LIFELINE, F_SETFD, FD_CLOEXEC) < 0)
+    fail(STEP_READ_PLAN, errno, "report or lifeline descriptor missing");
+  have_allowed_cpus = sched_getaffinity(0, sizeof allowed_cpus, &allowed_cpus) == 0;
+
+  /* A setup plan on a pipe means this helper was started before Confine knew the plan (see
+   * native/confine-prestart.c), and the plan may be a while coming: the init is cloned meanwhile,
+   * into the namespaces almost every plan asks for (making them is most of a clone's cost), and
+   * cloned again if the plan asks for others. Not before Confine says PLAN_PIPE_START, though. */
+  struct stat plan_stat;
+  if (fstat(FD_PLAN, &plan_stat) < 0)
+    fail(STEP_READ_PLAN, errno, "fstat of the plan descriptor");
+  struct init_process init = { .pid = -1 };
   size_t size;
-  uint8_t *buffer = read_plan(FD_PLAN, &size);
+  uint8_t *buffer;
+  if (S_ISFIFO(plan_stat.st_mode)) {
+    char start;
+    ssize_t n;
+    do
+      n = read(FD_PLAN, &start, 1);
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+      return 0; /* the caller did not need this helper after all: not a failure */
+    if (n != 1 || start != PLAN_PIPE_START)
+      fail(STEP_READ_PLAN, n < 0 ? errno : EPROTO, "the plan pipe does not begin with its start byte");
+    init = start_init(USUAL_CLONE_FLAGS);
+    buffer = read_to_end(FD_PLAN, &size, "the setup plan");
+    if (buffer == NULL) {
+      /* The caller did not need this sandbox after all: not a failure. */
+      abandon_init(&init);
+      return 0;
+    }
+  } else {
+    buffer = read_plan(FD_PLAN, &size);
+  }
   parse_plan(buffer, size);
   if (plan.base_dir == NULL || plan.rootfs_options == NULL || plan.argc != 0)
     fail(STEP_READ_PLAN, EINVAL, "setup plan lacks its base directory or rootfs, or has a command");
-  if (fcntl(FD_REPORT, F_SETFD, FD_CLOEXEC) < 0 || fcntl(FD_LIFELINE, F_SETFD, FD_CLOEXEC) < 0)
-    fail(STEP_READ_PLAN, errno, "report or lifeline descriptor missing");
+  if (init.pid > 0 && (plan.clone_flags & ~(uint32_t)CLONE_NEWCGROUP) != USUAL_CLONE_FLAGS)
+    abandon_init(&init);
+  if (init.pid < 0)
+    init = start_init(plan.clone_flags);
 
-  int go[2], pivot[2];
-  if (pipe2(go, O_CLOEXEC) < 0 || pipe2(pivot, O_CLOEXEC) < 0)
-    fail(STEP_CLONE, errno, "pipe2");
-
-  /* A plain fork-like clone: the child starts on a copy of this stack, so no stack is passed. */
-  int pidfd = -1;
-  have_allowed_cpus = sched_getaffinity(0, sizeof allowed_cpus, &allowed_cpus) == 0;
-  /* The cgroup namespace is entered by the init once it is in its cgroup, so that the sandbox's
-   * own cgroup is the root it sees. */
-  unsigned long flags = (plan.clone_flags & ~(uint32_t)CLONE_NEWCGROUP) | CLONE_PIDFD | SIGCHLD;
-  pid_t init = (pid_t)syscall(SYS_clone, flags,
-                              NULL, &pidfd, NULL, NULL);
-  if (init < 0)
-    fail(STEP_CLONE, errno, "clone with flags 0x%x", plan.clone_flags);
-  if (init == 0) {
-    close(go[1]);
-    close(pivot[0]);
-    pivot_fd = pivot[1];
-    run_init(go[0]);
-  }
-  close(go[0]);
-  close(pivot[1]);
-
-  start_init_here(init);
-  write_id_maps(init);
+  write_id_maps(init.pid);
   /* The init's pidfd rides along: it becomes readable once the init, and with it every process of
    * the sandbox, has ended, so Confine reads the sandbox's usage and removes its cgroup while this
    * process is still tearing down the mount namespace it entered (see detach_for_init). */
-  struct report r = { .type = REPORT_INIT_PID, .pid = init, .time_ns = monotonic_ns() };
-  if (!send_report_with_fd(&r, pidfd))
+  struct report r = { .type = REPORT_INIT_PID, .pid = init.pid, .time_ns = monotonic_ns() };
+  if (!send_report_with_fd(&r, init.pidfd))
     send_report(&r); /* without it Confine waits for this process's end instead */
-  if (write(go[1], "g", 1) != 1)
-    fail(STEP_CLONE, errno, "releasing the init");
-  close(go[1]);
+  release_init(&init, buffer, size);
   let_go_of_the_sandboxes_stdio();
 
-  int status = wait_for_init(init, pidfd, pivot[0]);
+  int status = wait_for_init(&init);
   if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
     struct report gone = { .type = REPORT_INIT_GONE, .status = status, .time_ns = monotonic_ns() };
     send_report(&gone);

@@ -1,7 +1,7 @@
 /* The plan format shared by Confine's C# planner (src/Confine/Planning/PlanWriter.cs) and the helper.
  *
- * A run has two plans. The setup plan, on FD_PLAN at start, builds the sandbox: namespaces, ids,
- * cgroups, the root filesystem. The command plan says what to run in it: argv, environment, ids,
+ * A run has two plans. The setup plan, on FD_PLAN at start (a memfd, or a pipe the helper reads to
+ * its end), builds the sandbox: namespaces, ids, cgroups, the root filesystem. The command plan says what to run in it: argv, environment, ids,
  * rlimits, seccomp, Landlock. It arrives on the report socket as a memfd (SCM_RIGHTS) with a
  * 4-byte PLAN_MAGIC message, at any time after the start: the init reads it once the sandbox is
  * built and has sent REPORT_READY. Splitting them lets a caller build a sandbox before it knows
@@ -33,6 +33,13 @@
 #define FD_PLAN 3
 #define FD_REPORT 4
 #define FD_LIFELINE 5
+
+/* A setup plan on a pipe (a helper started before its plan was known) follows this one byte,
+ * which Confine writes once its runtime has started. Only then does the helper clone the init:
+ * making a network namespace holds sysfs's lock for a while, and the runtime's start looks up
+ * cgroup and CPU files under /sys, so an earlier clone would delay that start by as much as it
+ * saves later. */
+#define PLAN_PIPE_START 'S'
 
 enum plan_record_type {
   PLAN_CLONE_FLAGS = 1,    /* u32: CLONE_NEW* flags for the init */

@@ -16,6 +16,8 @@ internal static class HelperProtocol
     public const int FD_REPORT = 4;
     public const int FD_LIFELINE = 5;
 
+    public const byte PLAN_PIPE_START = (byte)'S';
+
     public const uint PLAN_CLONE_FLAGS = 1;
     public const uint PLAN_UID_MAP = 2;
     public const uint PLAN_GID_MAP = 3;

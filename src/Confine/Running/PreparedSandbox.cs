@@ -62,9 +62,20 @@ internal sealed unsafe class PreparedSandbox
     /// </summary>
     public Task<int> Exited => _exited.Task;
 
-    /// <summary>Starts the helper on <paramref name="setupPlan"/>.</summary>
+    /// <summary>
+    /// Starts the helper on <paramref name="setupPlan"/>, or hands the plan to the helper this
+    /// process started before its runtime did (<see cref="PrestartedHelper"/>), if there is one.
+    /// </summary>
     public static PreparedSandbox Start(byte[] setupPlan)
     {
+        if (PrestartedHelper.Take() is { } prestarted && prestarted.TryStart(setupPlan))
+        {
+            Interlocked.Increment(ref s_startedCount);
+            return Watch(
+                prestarted.Pid, prestarted.StdinWrite, prestarted.StdoutRead, prestarted.StderrRead,
+                prestarted.Report, prestarted.LifelineWrite);
+        }
+
         var (stdinRead, stdinWrite) = Posix.Pipe();
         var (stdoutRead, stdoutWrite) = Posix.Pipe();
         var (stderrRead, stderrWrite) = Posix.Pipe();
@@ -94,6 +105,14 @@ internal sealed unsafe class PreparedSandbox
             }
         }
 
+        return Watch(pid, stdinWrite, stdoutRead, stderrRead, reportOurs, lifelineWrite);
+    }
+
+    /// <summary>Takes over a started helper: its reports and its end go to the I/O loop.</summary>
+    private static PreparedSandbox Watch(
+        int pid, SafeFileHandle stdinWrite, SafeFileHandle stdoutRead, SafeFileHandle stderrRead,
+        SafeFileHandle reportOurs, SafeFileHandle lifelineWrite)
+    {
         SafeFileHandle pidfd;
         try
         {
