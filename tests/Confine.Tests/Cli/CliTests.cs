@@ -4,6 +4,8 @@ namespace Confine.Tests.Cli;
 
 /// <summary>The <c>confine</c> command: exit codes, the verdict on stdout or in a file, and bad input.</summary>
 [Trait("Category", "Cli")]
+// Run again on the published command by scripts/test.sh (see ConfineCli).
+[Trait("Command", "confine")]
 public sealed class CliTests
 {
     [Fact]

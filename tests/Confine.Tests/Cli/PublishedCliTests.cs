@@ -15,10 +15,23 @@ public sealed class PublishedCliFactAttribute : FactAttribute
     }
 }
 
+/// <summary>A theory about the published confine, skipped like <see cref="PublishedCliFactAttribute"/> without it.</summary>
+public sealed class PublishedCliTheoryAttribute : TheoryAttribute
+{
+    public PublishedCliTheoryAttribute()
+    {
+        if (!File.Exists(PublishedCliTests.Executable))
+        {
+            Skip = $"the NativeAOT confine is not published at {PublishedCliTests.Executable} (scripts/setup.sh publishes it)";
+        }
+    }
+}
+
 /// <summary>
 /// What only the published command does differently from the JIT-compiled one the other CLI tests
-/// run: compiled ahead of time, it names its seccomp cache entries by its executable's stamp. And
-/// what is measured on the command as people run it: which threads a run starts in it.
+/// run: compiled ahead of time, it names its seccomp cache entries by its executable's stamp, and
+/// it starts its helper before its runtime. And what is measured on the command as people run it:
+/// which threads a run starts in it.
 /// </summary>
 [Trait("Category", "Cli")]
 public sealed class PublishedCliTests
@@ -98,6 +111,113 @@ public sealed class PublishedCliTests
         Assert.Contains("confine", names);
         Assert.DoesNotContain("Confine I/O", names);
         Assert.DoesNotContain(".NET TP Worker", names);
+    }
+
+    [PublishedCliFact]
+    public void Run_HelperIsStartedBeforeTheRuntime_AndGetsItsPlanOnAPipe()
+    {
+        using var wrapper = new HelperWrapper();
+        (int code, string stdout, string stderr) = RunWith(wrapper, "run", "--", "/bin/echo", "hi");
+
+        Assert.True(code == 0, $"exit {code}: {stderr}");
+        Assert.Equal("hi\n", stdout);
+        // A helper spawned by the library would get a memfd ("/memfd:confine-setup-plan").
+        Assert.StartsWith("pipe:[", wrapper.PlanDescriptor);
+    }
+
+    [PublishedCliTheory]
+    [InlineData("run", "--no-such-option", "--", "/bin/true")]
+    [InlineData("run", "--memory", "1x", "--", "/bin/true")]
+    [InlineData("run", "--help")]
+    public void Run_NotRunningASandbox_EndsTheHelperStartedForIt(params string[] arguments)
+    {
+        using var wrapper = new HelperWrapper();
+        (int code, _, string stderr) = RunWith(wrapper, arguments);
+
+        Assert.True(arguments.Contains("--help") ? code == 0 : code == 2, $"exit {code}: {stderr}");
+        int helper = wrapper.HelperPid;
+        Assert.False(Directory.Exists($"/proc/{helper}"), $"the helper {helper} outlived the command");
+        // Its init, cloned ahead of a plan that never came, runs the same binary.
+        Assert.Empty(ProcessesRunning(wrapper.Helper));
+    }
+
+    /// <summary>Pids of processes whose executable is <paramref name="path"/>.</summary>
+    private static List<int> ProcessesRunning(string path)
+    {
+        var pids = new List<int>();
+        foreach (string entry in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(entry), out int pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                if (new FileInfo(Path.Combine(entry, "exe")).LinkTarget == path)
+                {
+                    pids.Add(pid);
+                }
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Ended while we looked, or a kernel thread.
+            }
+        }
+
+        return pids;
+    }
+
+    private static (int Code, string Stdout, string Stderr) RunWith(HelperWrapper wrapper, params string[] arguments)
+    {
+        var info = new ProcessStartInfo(Executable)
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (string argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        info.Environment["CONFINE_HELPER"] = wrapper.Script;
+        using Process process = Process.Start(info)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(20_000), "confine did not end");
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    /// <summary>
+    /// A script named by CONFINE_HELPER that notes its pid and what its plan descriptor is, then
+    /// becomes the published helper (exec keeps the pid).
+    /// </summary>
+    private sealed class HelperWrapper : IDisposable
+    {
+        private readonly string _directory = Directory.CreateTempSubdirectory("confine-helper-wrapper-").FullName;
+
+        public HelperWrapper()
+        {
+            File.WriteAllText(Script, $"""
+                #!/bin/sh
+                echo $$ > {_directory}/pid
+                /usr/bin/readlink /proc/self/fd/3 > {_directory}/plan
+                exec {Helper}
+
+                """);
+            File.SetUnixFileMode(Script, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        }
+
+        public string Helper { get; } = Path.Combine(Path.GetDirectoryName(Executable)!, "confine-helper");
+
+        public string Script => Path.Combine(_directory, "helper");
+
+        public int HelperPid => int.Parse(File.ReadAllText(Path.Combine(_directory, "pid")));
+
+        public string PlanDescriptor => File.ReadAllText(Path.Combine(_directory, "plan")).TrimEnd('\n');
+
+        public void Dispose() => Directory.Delete(_directory, recursive: true);
     }
 
     /// <summary>A process's thread names, as the kernel keeps them (15 bytes at most); none once it has ended.</summary>

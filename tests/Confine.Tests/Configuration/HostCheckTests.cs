@@ -11,6 +11,8 @@ namespace Confine.Tests.Configuration;
 /// with what independent tools (uname, the shell, python's ctypes) see as the same user.
 /// </summary>
 [Trait("Category", "Configuration")]
+// Run again on the published command by scripts/test.sh (see ConfineCli).
+[Trait("Command", "confine")]
 public sealed class HostCheckTests
 {
     /// <summary>Runs a shell command as root or as the unprivileged test user and returns its output.</summary>

@@ -8,6 +8,8 @@ namespace Confine.Tests.Configuration;
 /// show</c> says where each value came from; <c>policy validate</c> and <c>run</c> refuse bad files.
 /// </summary>
 [Trait("Category", "Configuration")]
+// Run again on the published command by scripts/test.sh (see ConfineCli).
+[Trait("Command", "confine")]
 public sealed class PolicyCliTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("confine-cli-policy-").FullName;

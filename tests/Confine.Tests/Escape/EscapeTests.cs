@@ -8,6 +8,8 @@ namespace Confine.Tests.Escape;
 /// After every run the host is read again: nothing the probes aim at may have changed.
 /// </summary>
 [Trait("Category", "Escape")]
+// Run again on the published command by scripts/test.sh (see ConfineCli).
+[Trait("Command", "confine")]
 [Collection(EscapeCollection.Name)]
 public sealed class EscapeTests
 {

@@ -6,6 +6,8 @@ namespace Confine.Tests.Escape;
 
 /// <summary>Refused dangerous calls are recorded, reported as they happen, and can end the run.</summary>
 [Trait("Category", "Escape")]
+// Run again on the published command by scripts/test.sh (see ConfineCli).
+[Trait("Command", "confine")]
 public sealed class ViolationTests
 {
     [Fact]

@@ -8,6 +8,8 @@ namespace Confine.Tests.Isolation;
 /// through setpriv, so the rootless id mapping and the nested user namespace are what is tested.
 /// </summary>
 [Trait("Category", "Isolation")]
+// Run again on the published command by scripts/test.sh (see ConfineCli).
+[Trait("Command", "confine")]
 [Trait("Requirement", "Rootless")]
 public sealed class RootlessIsolationTests
 {

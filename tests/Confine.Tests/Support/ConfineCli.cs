@@ -8,6 +8,9 @@ internal sealed record CliResult(int ExitCode, string Stdout, string Stderr);
 /// <summary>
 /// Runs the real <c>confine</c> command as a separate process, as root or dropped to an
 /// unprivileged user with setpriv, to test the command line and the rootless paths end to end.
+/// That is the JIT-compiled command beside the tests, or, when CONFINE_TEST_PUBLISHED_CLI names
+/// one, a NativeAOT-published command: scripts/test.sh runs the command-line tests a second time
+/// on the one it publishes, which starts its helper before its runtime (native/confine-prestart.c).
 /// </summary>
 internal static class ConfineCli
 {
@@ -15,6 +18,10 @@ internal static class ConfineCli
     public const int UnprivilegedId = 65534;
 
     internal static string CliAssembly => Path.Combine(AppContext.BaseDirectory, "Confine.Cli.dll");
+
+    /// <summary>The published command the tests run instead of the JIT-compiled one, if any.</summary>
+    internal static string? PublishedCommand =>
+        Environment.GetEnvironmentVariable("CONFINE_TEST_PUBLISHED_CLI") is { Length: > 0 } path ? Path.GetFullPath(path) : null;
 
     public static CliResult Run(IEnumerable<string> arguments, bool unprivileged = false, string? stdin = null, TimeSpan? timeout = null)
     {
@@ -59,21 +66,25 @@ internal static class ConfineCli
                 info.ArgumentList.Add(a);
             }
 
-            info.ArgumentList.Add(DotnetHost);
+            info.ArgumentList.Add(PublishedCommand ?? DotnetHost);
             info.Environment["HOME"] = "/tmp";
             info.Environment["DOTNET_CLI_HOME"] = "/tmp";
         }
         else if (newProcessGroup)
         {
             info.FileName = "setsid";
-            info.ArgumentList.Add(DotnetHost);
+            info.ArgumentList.Add(PublishedCommand ?? DotnetHost);
         }
         else
         {
-            info.FileName = DotnetHost;
+            info.FileName = PublishedCommand ?? DotnetHost;
         }
 
-        info.ArgumentList.Add(CliAssembly);
+        if (PublishedCommand is null)
+        {
+            info.ArgumentList.Add(CliAssembly);
+        }
+
         foreach (string argument in arguments)
         {
             info.ArgumentList.Add(argument);
