@@ -1055,13 +1055,15 @@ __attribute__((noreturn)) static void run_command(void) {
 
 /* ---- Where the init starts ------------------------------------------------------------------ */
 
-/* The kernel places a new process on the CPU it judges idlest at the clone, often the one where
- * Confine's own thread is busy making the run's cgroups, and a CPU that goes idle does not always
- * pull it over: traced, the init waited up to a few milliseconds to run its first instruction
- * while the outer process's CPU sat idle. The outer process sleeps as soon as it has released the
- * init, so it asks the kernel to start the init on its own CPU; once released, the init takes back
+/* The kernel wakes a released init on the CPU it judges idlest, often the one where Confine's own
+ * thread is busy making the run's cgroups, and a CPU that goes idle does not always pull it over:
+ * traced, the init waited up to a few milliseconds to run its first instruction while the outer
+ * process's CPU sat idle. The outer process sleeps as soon as it has released the init, so just
+ * before, it asks the kernel to run the init on its own CPU; once released, the init takes back
  * every CPU it may use (the cpuset's bounds apply either way), so neither it nor the command stays
- * on one. */
+ * on one. Not at the clone: the new init is then still queued to run, and moving a queued
+ * process makes the caller wait for the move (traced: half a millisecond), while moving one that
+ * sleeps, waiting for its release, only updates its mask. */
 static cpu_set_t allowed_cpus;
 static bool have_allowed_cpus;
 
@@ -1341,7 +1343,6 @@ static struct init_process start_init(uint32_t clone_flags) {
   close(pivot[1]);
   unreleased_init = pid;
   unreleased_init_pidfd = pidfd;
-  start_init_here(pid);
   return (struct init_process){ .pid = pid, .pidfd = pidfd, .release = release[1], .pivot = pivot[0] };
 }
 
@@ -1360,6 +1361,7 @@ static void abandon_init(struct init_process *init) {
 
 /* Sends the init its setup plan and closes the socket: at its end, the init starts building. */
 static void release_init(struct init_process *init, const uint8_t *setup_plan, size_t size) {
+  start_init_here(init->pid);
   for (size_t done = 0; done < size;) {
     ssize_t n = send(init->release, setup_plan + done, size - done, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR)

@@ -37,6 +37,7 @@ internal sealed class SandboxRun : IReportSink
     private readonly object _gate = new();
     private readonly TaskCompletionSource _reportsClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _initEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private (ulong Id, SafeFileHandle Pidfd)? _initWatch;
 
     private PreparedSandbox? _sandbox;
     private byte[]? _setupPlan;
@@ -105,6 +106,7 @@ internal sealed class SandboxRun : IReportSink
         }
         finally
         {
+            StopWatchingInit();
             DisposeCgroupTasks();
 
             // Kills whatever is left in the cgroup (nothing, normally) and removes it.
@@ -573,15 +575,41 @@ internal sealed class SandboxRun : IReportSink
     {
         try
         {
-            IoLoop.Shared.Register(pidfd, _ =>
+            ulong id = IoLoop.Shared.Register(pidfd, _ =>
             {
                 _initEnded.TrySetResult();
                 return false;
             });
+            lock (_gate)
+            {
+                _initWatch = (id, pidfd);
+            }
         }
         catch (ErrnoException)
         {
             // The report socket's end stands in for it.
+            pidfd.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Drops the watch on the init's pidfd if its event was never handled: when the report socket's
+    /// end said first that the init had ended, the run can finish with the pidfd's event still
+    /// queued, and a registration left behind makes the I/O loop start a thread of its own for it as
+    /// the caller stops serving.
+    /// </summary>
+    private void StopWatchingInit()
+    {
+        (ulong Id, SafeFileHandle Pidfd)? watch;
+        lock (_gate)
+        {
+            watch = _initWatch;
+            _initWatch = null;
+        }
+
+        if (watch is var (id, pidfd))
+        {
+            IoLoop.Shared.Unregister(id);
             pidfd.Dispose();
         }
     }
