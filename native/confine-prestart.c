@@ -7,7 +7,7 @@
  * that the setup plan is a pipe the helper waits on. The helper's start then overlaps the
  * runtime's. The C# side takes the started helper (confine_take_prestarted_helper), writes
  * PLAN_PIPE_START into the pipe once its runtime is up, which lets the helper make the sandbox's
- * namespaces, and the plan when it has one; when the command line turns out to ask for something
+ * network namespace, and the plan when it has one; when the command line turns out to ask for something
  * else, it closes the pipe, and the helper ends without a word.
  *
  * Nothing here decides anything about the sandbox: which helper (the same lookup as the C# side,

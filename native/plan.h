@@ -35,10 +35,9 @@
 #define FD_LIFELINE 5
 
 /* A setup plan on a pipe (a helper started before its plan was known) follows this one byte,
- * which Confine writes once its runtime has started. Only then does the helper clone the init:
- * making a network namespace holds sysfs's lock for a while, and the runtime's start looks up
- * cgroup and CPU files under /sys, so an earlier clone would delay that start by as much as it
- * saves later. */
+ * which Confine writes once its runtime has started. Only then does the init make its network
+ * namespace: making one holds sysfs's lock for a while, and the runtime's start looks up cgroup
+ * and CPU files under /sys, so doing it earlier would delay that start by as much as it saves. */
 #define PLAN_PIPE_START 'S'
 
 enum plan_record_type {

@@ -46,8 +46,8 @@ internal sealed class PrestartedHelper
 
     /// <summary>
     /// Keeps <paramref name="helper"/> for the next sandbox this process starts, and tells it that the
-    /// runtime has started: the helper makes the sandbox's namespaces only then, because doing it
-    /// earlier holds kernel locks the runtime's start needs (see PLAN_PIPE_START in plan.h).
+    /// runtime has started: the helper makes the sandbox's network namespace only then, because
+    /// doing it earlier holds a kernel lock the runtime's start needs (see PLAN_PIPE_START in plan.h).
     /// </summary>
     public static void Adopt(PrestartedHelper helper)
     {

@@ -7,8 +7,8 @@ namespace Confine.Tests.Running;
 
 /// <summary>
 /// A helper started before its setup plan is known, as the published confine command starts one
-/// (native/confine-prestart.c): it waits for the start byte, clones its init ahead of the plan,
-/// and ends that init itself when the plan never comes. Here the helper is spawned the way that
+/// (native/confine-prestart.c): it clones its init at once, which makes its network namespace at
+/// the start byte, ahead of the plan, and it ends that init itself when the plan never comes. Here the helper is spawned the way that
 /// code spawns it, with the setup plan on a pipe.
 /// </summary>
 [Collection(PrestartedHelperCollection.Name)]
@@ -16,24 +16,31 @@ namespace Confine.Tests.Running;
 public sealed class PrestartedHelperTests
 {
     [Fact]
-    public void Helper_PlanPipeClosedBeforeItsStart_EndsQuietly()
+    public void Helper_PlanPipeClosedBeforeItsStart_EndsItsInitAndItselfQuietly()
     {
         using var helper = Spawned.Start();
+        // Cloned at once, into every namespace but the network's, which waits for the start.
+        int init = WaitForOnlyChild(helper.Pid);
+        Assert.NotEqual(NamespaceOf("self", "pid"), NamespaceOf(init.ToString(), "pid"));
+        Assert.Equal(NamespaceOf("self", "net"), NamespaceOf(init.ToString(), "net"));
+
         helper.PlanWrite.Dispose();
 
         Assert.Equal(0, WaitStatus.ExitCode(Posix.WaitPid(helper.Pid)));
         Assert.Empty(helper.Reports());
+        Assert.False(Directory.Exists($"/proc/{init}"), $"the init {init} outlived its helper");
     }
 
     [Fact]
-    public void Helper_Started_ClonesTheInitAheadOfThePlan_AndReapsItWhenThePlanNeverComes()
+    public void Helper_Started_MakesTheInitsNamespacesAheadOfThePlan_AndReapsItWhenThePlanNeverComes()
     {
         using var helper = Spawned.Start();
         Posix.WriteAll(helper.PlanWrite, [HelperProtocol.PLAN_PIPE_START], "start byte");
 
+        // Every namespace is made before the plan comes: the expensive part of the clone is done.
         int init = WaitForOnlyChild(helper.Pid);
-        // Cloned into the sandbox's namespaces already: the expensive part of the clone is done.
-        foreach (string ns in (string[])["net", "pid", "mnt", "user"])
+        WaitUntil(() => NamespaceOf(init.ToString(), "net") != NamespaceOf("self", "net"), "the init's own network namespace");
+        foreach (string ns in (string[])["net", "pid", "mnt", "user", "ipc", "uts"])
         {
             Assert.NotEqual(NamespaceOf("self", ns), NamespaceOf(init.ToString(), ns));
         }
@@ -129,6 +136,16 @@ public sealed class PrestartedHelperTests
 
     private static string NamespaceOf(string pid, string ns) =>
         new FileInfo($"/proc/{pid}/ns/{ns}").LinkTarget ?? throw new InvalidOperationException($"no {ns} namespace link for {pid}");
+
+    private static void WaitUntil(Func<bool> condition, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"waited 10 s for {what}");
+            Thread.Sleep(5);
+        }
+    }
 
     /// <summary>The pid of <paramref name="parent"/>'s only child, once it has one.</summary>
     private static int WaitForOnlyChild(int parent)
