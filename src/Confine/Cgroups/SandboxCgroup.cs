@@ -60,16 +60,33 @@ internal sealed partial class SandboxCgroup : IDisposable
     /// by writing 0, which moves only the writing thread and so spares the kernel's global
     /// threadgroup lock: see <c>join_cgroups</c> in the helper.
     /// </summary>
-    public IReadOnlyList<string> TasksFiles =>
-        [.. _members.Where(m => m.Version == CgroupVersion.V1).Select(m => m.File("tasks"))];
+    public IReadOnlyList<string> TasksFiles => FilesOf(CgroupVersion.V1);
 
     /// <summary>
     /// The <c>cgroup.procs</c> files of the sandbox's v2 hierarchy (at most one), into which the
     /// init's pid must be written before the command runs: v2 has no way for a task to join alone
     /// that a process in a domain cgroup could use.
     /// </summary>
-    public IReadOnlyList<string> PidJoinFiles =>
-        [.. _members.Where(m => m.Version == CgroupVersion.V2).Select(m => m.ProcsFile)];
+    public IReadOnlyList<string> PidJoinFiles => FilesOf(CgroupVersion.V2);
+
+    /// <summary>
+    /// The <c>tasks</c> files of the v1 members, or the <c>cgroup.procs</c> files of the v2 one. A
+    /// plain loop: a LINQ chain (Where, then Select) here is a generic virtual call that NativeAOT
+    /// resolves on its first use by starting its type loader, a measurable part of a command-line run.
+    /// </summary>
+    private List<string> FilesOf(CgroupVersion version)
+    {
+        var files = new List<string>(_members.Count);
+        foreach (Member member in _members)
+        {
+            if (member.Version == version)
+            {
+                files.Add(version == CgroupVersion.V1 ? member.File("tasks") : member.ProcsFile);
+            }
+        }
+
+        return files;
+    }
 
     /// <summary>
     /// Limits the policy asked for that this host could not enforce, each as

@@ -78,6 +78,12 @@ public sealed class CgroupHostTests : IDisposable
     public void Dispose() => Directory.Delete(_root, recursive: true);
 
     [Fact]
+    public void ControllerList_HasEveryControllerInDeclarationOrder()
+    {
+        Assert.Equal(Enum.GetValues<CgroupController>(), CgroupControllerNames.All);
+    }
+
+    [Fact]
     public void Constructor_PureV2_FindsUnifiedHierarchyAndOwnCgroup()
     {
         string own = Fake("sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope");
