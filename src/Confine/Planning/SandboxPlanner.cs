@@ -284,11 +284,32 @@ internal static class SandboxPlanner
             return false;
         }
 
-        IEnumerable<string> mounted = policy.SystemPaths
-            .Concat(policy.Binds.Select(b => b.Target))
-            .Append("/proc").Append("/dev");
-        return !mounted.Any(m => dir == m || dir.StartsWith(m + "/", StringComparison.Ordinal));
+        static bool Within(string dir, string mount) =>
+            dir == mount || (dir.StartsWith(mount, StringComparison.Ordinal) && dir[mount.Length] == '/');
+
+        if (Within(dir, "/proc") || Within(dir, "/dev"))
+        {
+            return false;
+        }
+
+        foreach (string path in policy.SystemPaths)
+        {
+            if (Within(dir, path))
+            {
+                return false;
+            }
+        }
+
+        foreach (BindMount bind in policy.Binds)
+        {
+            if (Within(dir, bind.Target))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 
-    private static int Depth(string path) => path.Count(c => c == '/');
+    private static int Depth(string path) => path.AsSpan().Count('/');
 }
