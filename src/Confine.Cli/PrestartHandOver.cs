@@ -33,13 +33,7 @@ internal static unsafe partial class PrestartHandOver
     private static partial int confine_take_prestarted_helper(StartedHelper* helper);
 
     /// <summary>Adopts the prestarted helper, if this is the NativeAOT command and one was started.</summary>
-    /// <remarks>
-    /// A module initializer, the first managed code to run: adopting tells the helper's init to make
-    /// the sandbox's network namespace, which then overlaps the rest of the runtime's start and the
-    /// command line's parsing (2-3% of a run here, against doing it first thing in Main).
-    /// </remarks>
-    [ModuleInitializer]
-    internal static void Adopt()
+    public static void Adopt()
     {
         if (RuntimeFeature.IsDynamicCodeSupported)
         {

@@ -8,8 +8,9 @@ Sandbox.PrepareAhead = false;
 
 const string Description = "Confine: run untrusted commands in an isolated Linux sandbox and get an exact verdict back";
 
-// `confine run` finds its helper already started (PrestartHandOver adopts it as the module loads);
-// any other outcome than the run using it ends it here.
+// `confine run` finds its helper already started (see PrestartHandOver); any other outcome than
+// the run using it ends it here.
+PrestartHandOver.Adopt();
 try
 {
     // RootCommand differs from a plain command only by its help and version options and its directives,
