@@ -1180,8 +1180,11 @@ __attribute__((noreturn)) static void run_init(int release_fd) {
   while (n < 0 && errno == EINTR);
   if (n != 1)
     _exit(125); /* the outer process failed and has reported why, or gave this init up */
+  /* An init cloned ahead of its plan may be making a network namespace the plan does not want (and
+   * will then be ended): a failure is reported only once the plan says it needed one. */
+  int network_errno = 0;
   if (network == INIT_OWN_NETWORK && unshare(CLONE_NEWNET) < 0)
-    fail(STEP_CLONE, errno, "unshare(CLONE_NEWNET)");
+    network_errno = errno;
 
   /* The outer process releases the init by sending it the setup plan, once the init's id maps are
    * written. The init may have been started before the plan was known (see main), so it always
@@ -1194,6 +1197,8 @@ __attribute__((noreturn)) static void run_init(int release_fd) {
   parse_plan(buffer, size);
   if ((network == INIT_OWN_NETWORK) != ((plan.clone_flags & CLONE_NEWNET) != 0))
     fail(STEP_CLONE, EPROTO, "the init's network namespace does not match the plan");
+  if (network_errno != 0)
+    fail(STEP_CLONE, network_errno, "unshare(CLONE_NEWNET)");
   release_init_cpus();
   close(FD_LIFELINE);
 
@@ -1351,20 +1356,42 @@ static int wait_for_init(const struct init_process *init) {
   return status;
 }
 
-static struct init_process start_init(uint32_t clone_flags) {
-  int release[2], pivot[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, release) < 0 || pipe2(pivot, O_CLOEXEC) < 0)
-    fail(STEP_CLONE, errno, "socketpair or pipe2 for the init");
+/* Clones an init that waits to be told about its network and then for its plan. One started ahead
+ * of the plan (`ahead`) is a guess: when it cannot be made, there is no init yet and no failure
+ * either, since the plan may not need what failed; the clone with the plan's own flags reports. */
+static struct init_process start_init(uint32_t clone_flags, bool ahead) {
+  int release[2] = { -1, -1 }, pivot[2] = { -1, -1 };
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, release) < 0 || pipe2(pivot, O_CLOEXEC) < 0) {
+    if (!ahead)
+      fail(STEP_CLONE, errno, "socketpair or pipe2 for the init");
+    for (int i = 0; i < 2; i++) {
+      if (release[i] >= 0)
+        close(release[i]);
+      if (pivot[i] >= 0)
+        close(pivot[i]);
+    }
+    return (struct init_process){ .pid = -1 };
+  }
 
   /* A plain fork-like clone: the child starts on a copy of this stack, so no stack is passed. */
   int pidfd = -1;
   unsigned long flags = (clone_flags & ~LATER_NAMESPACES) | CLONE_PIDFD | SIGCHLD;
   pid_t pid = (pid_t)syscall(SYS_clone, flags, NULL, &pidfd, NULL, NULL);
-  if (pid < 0)
-    fail(STEP_CLONE, errno, "clone with flags 0x%x", clone_flags);
+  if (pid < 0) {
+    if (!ahead)
+      fail(STEP_CLONE, errno, "clone with flags 0x%x", clone_flags);
+    close(release[0]);
+    close(release[1]);
+    close(pivot[0]);
+    close(pivot[1]);
+    return (struct init_process){ .pid = -1 };
+  }
   if (pid == 0) {
     close(release[1]);
     close(pivot[0]);
+    /* Cloned ahead, the init shares the plan's pipe with this process until it is read. */
+    if (ahead)
+      close(FD_PLAN);
     pivot_fd = pivot[1];
     run_init(release[0]);
   }
@@ -1375,11 +1402,11 @@ static struct init_process start_init(uint32_t clone_flags) {
   return (struct init_process){ .pid = pid, .pidfd = pidfd, .release = release[1], .pivot = pivot[0] };
 }
 
-/* Tells the init whether to make a network namespace of its own, which it does at once. */
-static void tell_init_its_network(const struct init_process *init, uint32_t clone_flags) {
+/* Tells the init whether to make a network namespace of its own, which it does at once. False when
+ * the init is gone. */
+static bool tell_init_its_network(const struct init_process *init, uint32_t clone_flags) {
   char network = (clone_flags & CLONE_NEWNET) ? INIT_OWN_NETWORK : INIT_CALLERS_NETWORK;
-  if (send(init->release, &network, 1, MSG_NOSIGNAL) != 1)
-    fail(STEP_CLONE, errno, "telling the init about its network");
+  return send(init->release, &network, 1, MSG_NOSIGNAL) == 1;
 }
 
 /* Ends an init that has not been released: it has built nothing yet. Reaped here, so nothing of it
@@ -1466,7 +1493,7 @@ int main(void) {
   size_t size;
   uint8_t *buffer;
   if (S_ISFIFO(plan_stat.st_mode)) {
-    init = start_init(USUAL_CLONE_FLAGS);
+    init = start_init(USUAL_CLONE_FLAGS, true);
     char start;
     ssize_t n;
     do
@@ -1474,16 +1501,20 @@ int main(void) {
     while (n < 0 && errno == EINTR);
     if (n == 0) {
       /* The caller did not need this helper after all: not a failure. */
-      abandon_init(&init);
+      if (init.pid > 0)
+        abandon_init(&init);
       return 0;
     }
     if (n != 1 || start != PLAN_PIPE_START)
       fail(STEP_READ_PLAN, n < 0 ? errno : EPROTO, "the plan pipe does not begin with its start byte");
-    tell_init_its_network(&init, USUAL_CLONE_FLAGS);
+    /* An init that cannot be told has died: the plan then gets one of its own. */
+    if (init.pid > 0 && !tell_init_its_network(&init, USUAL_CLONE_FLAGS))
+      abandon_init(&init);
     buffer = read_to_end(FD_PLAN, &size, "the setup plan");
     if (buffer == NULL) {
       /* The caller did not need this sandbox after all: not a failure. */
-      abandon_init(&init);
+      if (init.pid > 0)
+        abandon_init(&init);
       return 0;
     }
   } else {
@@ -1495,8 +1526,9 @@ int main(void) {
   if (init.pid > 0 && (plan.clone_flags & ~(uint32_t)CLONE_NEWCGROUP) != USUAL_CLONE_FLAGS)
     abandon_init(&init);
   if (init.pid < 0) {
-    init = start_init(plan.clone_flags);
-    tell_init_its_network(&init, plan.clone_flags);
+    init = start_init(plan.clone_flags, false);
+    if (!tell_init_its_network(&init, plan.clone_flags))
+      fail(STEP_CLONE, errno, "telling the init about its network");
   }
 
   write_id_maps(init.pid);

@@ -12,7 +12,8 @@
  *
  * Nothing here decides anything about the sandbox: which helper (the same lookup as the C# side,
  * which checks that the paths agree), its descriptors and signals are fixed, and the plan arrives
- * as before.
+ * as before. For every command, run or not, the constructor also opens /dev/null onto a closed
+ * descriptor 0-2 and restores SIGCHLD's default action (see sanitize_process).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -62,6 +63,27 @@ static int find_helper(char *path, size_t size) {
   return 0;
 }
 
+/* Whatever the caller left, the command starts with descriptors 0-2 open and SIGCHLD at its default
+ * action. A closed one of 0-2 would be taken by the next descriptor opened (a pipe of this file,
+ * or one the runtime opens), and what the command writes to its stdout or stderr would go there;
+ * an ignored SIGCHLD makes the kernel reap children itself, so no waitpid could collect a helper's
+ * status. /dev/null takes a closed stream's place, as bubblewrap and crun do. */
+static void sanitize_process(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) < 0) {
+      int null = open("/dev/null", O_RDWR);
+      if (null >= 0 && null != fd) {
+        dup2(null, fd);
+        close(null);
+      }
+    }
+  }
+  struct sigaction action = { .sa_handler = SIG_DFL };
+  struct sigaction previous;
+  if (sigaction(SIGCHLD, NULL, &previous) == 0 && previous.sa_handler == SIG_IGN)
+    sigaction(SIGCHLD, &action, NULL);
+}
+
 static void close_pair(int pair[2]) {
   if (pair[0] >= 0)
     close(pair[0]);
@@ -72,6 +94,7 @@ static void close_pair(int pair[2]) {
 /* glibc calls the constructors of the executable with main's arguments. */
 __attribute__((constructor)) static void prestart_helper(int argc, char **argv, char **envp) {
   (void)envp;
+  sanitize_process();
   if (argc < 2 || strcmp(argv[1], "run") != 0)
     return;
   if (find_helper(prestarted.path, sizeof prestarted.path) < 0)

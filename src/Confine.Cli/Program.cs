@@ -10,9 +10,10 @@ const string Description = "Confine: run untrusted commands in an isolated Linux
 
 // `confine run` finds its helper already started (see PrestartHandOver); any other outcome than
 // the run using it ends it here.
-PrestartHandOver.Adopt();
 try
 {
+    PrestartHandOver.Adopt();
+
     // RootCommand differs from a plain command only by its help and version options and its directives,
     // and building those options looks up their descriptions in System.CommandLine's resources: about
     // half a millisecond of a short run (a resource manager, reflection over the assembly). A command line

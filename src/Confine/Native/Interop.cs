@@ -52,6 +52,7 @@ internal static unsafe partial class Interop
     internal const short POSIX_SPAWN_SETSIGDEF = 0x04;
 
     internal const int EINTR = 4;
+    internal const int ECHILD = 10;
     internal const int EAGAIN = 11;
     internal const int ECONNRESET = 104;
 

@@ -105,14 +105,19 @@ internal sealed unsafe class IoLoop
     /// Stops watching a registration, without disposing its handle: the caller still owns it, and
     /// must keep it open until this returns, so that the descriptor removed is still the one that
     /// was added. A callback already under way on the loop's thread may still finish; later events
-    /// are dropped.
+    /// are dropped. False when the registration was gone already: its callback had returned false,
+    /// and the loop removes and disposes the handle itself (perhaps still doing so), so the caller
+    /// must not close it.
     /// </summary>
-    public void Unregister(ulong id)
+    public bool Unregister(ulong id)
     {
         if (_registrations.TryRemove(id, out Registration? registration))
         {
             Interop.epoll_ctl(_epoll, Interop.EPOLL_CTL_DEL, (int)registration.Handle.DangerousGetHandle(), null);
+            return true;
         }
+
+        return false;
     }
 
     /// <summary>

@@ -94,9 +94,10 @@ internal sealed unsafe class OutputCollector
                 {
                     _forward!.Write(kept);
                 }
-                catch (IOException)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
-                    // The caller's stream is gone (a closed terminal, a broken pipe); the run goes
+                    // The caller's stream is gone (a closed terminal, a broken pipe, a descriptor
+                    // closed before the start, which .NET reports as access denied); the run goes
                     // on and its output is counted but no longer delivered.
                 }
             }
@@ -115,7 +116,7 @@ internal sealed unsafe class OutputCollector
         {
             _forward?.Flush();
         }
-        catch (IOException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // See Accept: a vanished destination does not change the verdict.
         }

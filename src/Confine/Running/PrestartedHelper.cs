@@ -110,6 +110,14 @@ internal sealed class PrestartedHelper
             handle.Dispose();
         }
 
-        Posix.WaitPid(Pid);
+        try
+        {
+            Posix.WaitPid(Pid);
+        }
+        catch (ErrnoException e) when (e.Errno == Interop.ECHILD)
+        {
+            // Reaped by the kernel already: this process was started with SIGCHLD ignored, which
+            // native/confine-prestart.c undoes, but a host of the library might do it again.
+        }
     }
 }

@@ -607,9 +607,11 @@ internal sealed class SandboxRun : IReportSink
             _initWatch = null;
         }
 
-        if (watch is var (id, pidfd))
+        // Closed only when this removed the watch: otherwise the loop, which ended the watch itself,
+        // may still be taking the descriptor out of its epoll set, and closing it here could let
+        // another registration's descriptor take its number first.
+        if (watch is var (id, pidfd) && IoLoop.Shared.Unregister(id))
         {
-            IoLoop.Shared.Unregister(id);
             pidfd.Dispose();
         }
     }

@@ -18,6 +18,35 @@ public sealed class CliTests
     }
 
     [Theory]
+    [InlineData(">&-", "err\n")]
+    [InlineData("2>&-", "")]
+    public async Task Run_WithOneOfItsOwnStreamsClosed_StillEndsWithTheCommand(string redirection, string expectedStderr)
+    {
+        // Writing the command's output to a stream Confine was started without fails (EBADF), which
+        // must not stop the run: its output is counted and dropped.
+        var info = new System.Diagnostics.ProcessStartInfo("/bin/sh")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (string argument in (string[])
+            ["-c", $"exec \"$@\" {redirection}", "sh", .. Support.ConfineCli.CommandPrefix, "run", "--", "/bin/sh", "-c", "echo out; echo err >&2"])
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        using var process = System.Diagnostics.Process.Start(info)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await process.WaitForExitAsync(timeout.Token);
+        Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {await stderr}");
+        Assert.Equal(redirection == ">&-" ? "" : "out\n", await stdout);
+        Assert.Equal(expectedStderr, await stderr);
+    }
+
+    [Theory]
     [InlineData("--help")]
     [InlineData("-h")]
     [InlineData("-?")]

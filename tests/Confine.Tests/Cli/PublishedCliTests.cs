@@ -141,6 +141,70 @@ public sealed class PublishedCliTests
         Assert.Empty(ProcessesRunning(wrapper.Helper));
     }
 
+    [PublishedCliFact]
+    public void Run_StartedWithItsStandardStreamsClosed_GivesTheCommandNoneOfItsOwn()
+    {
+        // Closed, the numbers 0 and 2 would go to the first descriptors the command opens, the
+        // helper's pipes among them: the sandbox read what it wrote to stderr, and a closed stdin
+        // never ended.
+        (int code, string stdout, string stderr) = RunThroughShell(
+            "exec \"$0\" run -- /bin/sh -c 'echo secret >&2; read x; echo \"got[$x]\"; cat' <&- 2>&-");
+
+        Assert.True(code == 0, $"exit {code}: {stderr}");
+        Assert.Equal("got[]\n", stdout);
+    }
+
+    [PublishedCliTheory]
+    [InlineData(0, "run", "--", "/bin/echo", "ok")]
+    [InlineData(2, "run", "--no-such-option", "--", "/bin/true")]
+    [InlineData(0, "run", "--help")]
+    public void Run_StartedWithSigchldIgnored_StillReapsItsHelper(int expected, params string[] arguments)
+    {
+        // An ignored SIGCHLD survives execve and makes the kernel reap children itself, so no
+        // waitpid would find the helper.
+        var info = new ProcessStartInfo("/usr/bin/python3")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (string argument in (string[])
+            ["-c", "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])", Executable, .. arguments])
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        using Process process = Process.Start(info)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(20_000), "confine did not end");
+        Assert.True(process.ExitCode == expected, $"exit {process.ExitCode}: {stderr.Result}");
+        if (arguments[^1] == "ok")
+        {
+            Assert.Equal("ok\n", stdout.Result);
+        }
+    }
+
+    private static (int Code, string Stdout, string Stderr) RunThroughShell(string script)
+    {
+        var info = new ProcessStartInfo("/bin/sh")
+        {
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (string argument in (string[])["-c", script, Executable])
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        using Process process = Process.Start(info)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        Assert.True(process.WaitForExit(20_000), "confine did not end");
+        return (process.ExitCode, stdout.Result, stderr.Result);
+    }
+
     /// <summary>Pids of processes whose executable is <paramref name="path"/>.</summary>
     private static List<int> ProcessesRunning(string path)
     {

@@ -45,6 +45,10 @@ public sealed class PrestartedHelperTests
             Assert.NotEqual(NamespaceOf("self", ns), NamespaceOf(init.ToString(), ns));
         }
 
+        // The plan's pipe is the outer process's alone: the init, cloned while it was open, let it go.
+        string planPipe = new FileInfo($"/proc/self/fd/{(int)helper.PlanWrite.DangerousGetHandle()}").LinkTarget!;
+        Assert.DoesNotContain(planPipe, Directory.GetFiles($"/proc/{init}/fd").Select(fd => new FileInfo(fd).LinkTarget));
+
         helper.PlanWrite.Dispose();
         Assert.Equal(0, WaitStatus.ExitCode(Posix.WaitPid(helper.Pid)));
         Assert.Empty(helper.Reports());

@@ -93,6 +93,9 @@ internal static class ConfineCli
         return Process.Start(info) ?? throw new InvalidOperationException("confine did not start");
     }
 
+    /// <summary>The program and the arguments that start the command under test, before its own arguments.</summary>
+    internal static string[] CommandPrefix => PublishedCommand is string published ? [published] : [DotnetHost, CliAssembly];
+
     internal static string DotnetHost => Environment.ProcessPath is string path && Path.GetFileName(path) == "dotnet"
         ? path
         : "dotnet";
