@@ -174,14 +174,11 @@ public sealed class PublishedCliTests
             info.ArgumentList.Add(argument);
         }
 
-        using Process process = Process.Start(info)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(20_000), "confine did not end");
-        Assert.True(process.ExitCode == expected, $"exit {process.ExitCode}: {stderr.Result}");
+        (int code, string stdout, string stderr) = Finish(info);
+        Assert.True(code == expected, $"exit {code}: {stderr}");
         if (arguments[^1] == "ok")
         {
-            Assert.Equal("ok\n", stdout.Result);
+            Assert.Equal("ok\n", stdout);
         }
     }
 
@@ -198,6 +195,12 @@ public sealed class PublishedCliTests
             info.ArgumentList.Add(argument);
         }
 
+        return Finish(info);
+    }
+
+    /// <summary>Starts <paramref name="info"/> (both streams redirected) and waits for its end and its output.</summary>
+    private static (int Code, string Stdout, string Stderr) Finish(ProcessStartInfo info)
+    {
         using Process process = Process.Start(info)!;
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
@@ -246,11 +249,7 @@ public sealed class PublishedCliTests
         }
 
         info.Environment["CONFINE_HELPER"] = wrapper.Script;
-        using Process process = Process.Start(info)!;
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(20_000), "confine did not end");
-        return (process.ExitCode, stdout.Result, stderr.Result);
+        return Finish(info);
     }
 
     /// <summary>
