@@ -1092,7 +1092,7 @@ static void release_init_cpus(void) {
   ((uint32_t)(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS))
 
 /* Two namespaces are never part of the clone. The init makes its network namespace itself, first
- * thing: making one costs more than all the others together (~0.4 ms here, registering the
+ * thing: making one costs more than all the others together (~0.5 ms here, registering the
  * loopback device and the per-namespace sysctls), and this way the outer process is not held up
  * meanwhile: it can read the plan and write the id maps. And the init enters its cgroup namespace
  * once it is in its cgroup, so that the sandbox's own cgroup is the root it sees. */
