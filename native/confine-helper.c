@@ -141,6 +141,13 @@ static void send_report(const struct report *r) {
 static pid_t unreleased_init = -1;
 static int unreleased_init_pidfd = -1;
 
+/* Kills a child through its pidfd (no pid reuse race) and reaps it. */
+static void kill_and_reap(pid_t pid, int pidfd) {
+  syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+}
+
 /* Reports a failed step with errno `err` and ends this process. Every failure path ends here. */
 __attribute__((noreturn, format(printf, 3, 4))) static void
 fail(enum step step, int err, const char *format, ...) {
@@ -152,11 +159,8 @@ fail(enum step step, int err, const char *format, ...) {
   send_report(&r);
   /* Its death signal would end an init that was never released too, but only after this process
    * is gone and reaped: the caller could see it still there. */
-  if (unreleased_init > 0) {
-    syscall(SYS_pidfd_send_signal, unreleased_init_pidfd, SIGKILL, NULL, 0);
-    while (waitpid(unreleased_init, NULL, 0) < 0 && errno == EINTR) {
-    }
-  }
+  if (unreleased_init > 0)
+    kill_and_reap(unreleased_init, unreleased_init_pidfd);
   _exit(125);
 }
 
@@ -1412,12 +1416,10 @@ static bool tell_init_its_network(const struct init_process *init, uint32_t clon
 /* Ends an init that has not been released: it has built nothing yet. Reaped here, so nothing of it
  * outlives this process. */
 static void abandon_init(struct init_process *init) {
-  syscall(SYS_pidfd_send_signal, init->pidfd, SIGKILL, NULL, 0);
+  kill_and_reap(init->pid, init->pidfd);
   close(init->release);
   close(init->pivot);
   close(init->pidfd);
-  while (waitpid(init->pid, NULL, 0) < 0 && errno == EINTR) {
-  }
   unreleased_init = -1;
   *init = (struct init_process){ .pid = -1 };
 }

@@ -58,34 +58,22 @@ internal static class ConfineCli
             WorkingDirectory = "/tmp",
         };
 
+        var command = new List<string>();
         if (unprivileged)
         {
-            info.FileName = "setpriv";
-            foreach (string a in (string[])[$"--reuid={UnprivilegedId}", $"--regid={UnprivilegedId}", "--clear-groups", "--"])
-            {
-                info.ArgumentList.Add(a);
-            }
-
-            info.ArgumentList.Add(PublishedCommand ?? DotnetHost);
+            command.AddRange(["setpriv", $"--reuid={UnprivilegedId}", $"--regid={UnprivilegedId}", "--clear-groups", "--"]);
             info.Environment["HOME"] = "/tmp";
             info.Environment["DOTNET_CLI_HOME"] = "/tmp";
         }
         else if (newProcessGroup)
         {
-            info.FileName = "setsid";
-            info.ArgumentList.Add(PublishedCommand ?? DotnetHost);
-        }
-        else
-        {
-            info.FileName = PublishedCommand ?? DotnetHost;
+            command.Add("setsid");
         }
 
-        if (PublishedCommand is null)
-        {
-            info.ArgumentList.Add(CliAssembly);
-        }
-
-        foreach (string argument in arguments)
+        command.AddRange(CommandPrefix);
+        command.AddRange(arguments);
+        info.FileName = command[0];
+        foreach (string argument in command.Skip(1))
         {
             info.ArgumentList.Add(argument);
         }
